@@ -1,0 +1,222 @@
+"""The converter engine: rule tables mapping PyTorch state-dict keys to Flax parameter paths, in both directions.
+
+A rule pairs a PyTorch key template with a Flax path template and an invertible transform::
+
+    Rule("encoder.layer.{i}.attention.self.query.weight", "encoder/layer_{i}/attention/self/query/kernel", TRANSPOSE)
+
+``{name}`` placeholders match digits and carry over between the two sides, so one rule serves every layer and both
+directions. The engine fills a target tree built with ``jax.eval_shape`` and reports *every* missing, unexpected
+and mis-shaped weight at once, by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """An invertible array transform: ``to_flax`` on load, ``to_pt`` on save."""
+
+    name: str
+    to_flax: Callable[[np.ndarray], np.ndarray]
+    to_pt: Callable[[np.ndarray], np.ndarray]
+
+
+IDENTITY = Transform("identity", lambda a: a, lambda a: a)
+TRANSPOSE = Transform("transpose", lambda a: np.ascontiguousarray(a.T), lambda a: np.ascontiguousarray(a.T))
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _template_regex(template: str, sep: str) -> re.Pattern:
+    parts, last = [], 0
+    for m in _PLACEHOLDER.finditer(template):
+        parts.append(re.escape(template[last : m.start()]))
+        parts.append(f"(?P<{m.group(1)}>\\d+)")
+        last = m.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    pt: str
+    flax: str
+    transform: Transform = IDENTITY
+
+    def __post_init__(self):
+        object.__setattr__(self, "_pt_re", _template_regex(self.pt, "."))
+        object.__setattr__(self, "_flax_re", _template_regex(self.flax, "/"))
+
+    def match_pt(self, key: str) -> Optional[str]:
+        m = self._pt_re.fullmatch(key)
+        return self.flax.format(**m.groupdict()) if m else None
+
+    def match_flax(self, path: str) -> Optional[str]:
+        m = self._flax_re.fullmatch(path)
+        return self.pt.format(**m.groupdict()) if m else None
+
+    def prefixed(self, pt_prefix: str, flax_prefix: str) -> "Rule":
+        return Rule(pt_prefix + self.pt, flax_prefix + self.flax, self.transform)
+
+
+# -- rule builders for the common layer kinds --------------------------------------------------------------------
+def linear(pt: str, flax: str, bias: bool = True) -> list[Rule]:
+    """torch.nn.Linear (weight [out, in]) <-> flax Dense (kernel [in, out])."""
+    rules = [Rule(f"{pt}.weight", f"{flax}/kernel", TRANSPOSE)]
+    return rules + [Rule(f"{pt}.bias", f"{flax}/bias")] if bias else rules
+
+
+def conv1d(pt: str, flax: str) -> list[Rule]:
+    """GPT-2's Conv1D stores weight as [in, out] already: identity onto a Dense kernel."""
+    return [Rule(f"{pt}.weight", f"{flax}/kernel"), Rule(f"{pt}.bias", f"{flax}/bias")]
+
+
+def layer_norm(pt: str, flax: str, bias: bool = True) -> list[Rule]:
+    rules = [Rule(f"{pt}.weight", f"{flax}/scale")]
+    return rules + [Rule(f"{pt}.bias", f"{flax}/bias")] if bias else rules
+
+
+def embedding(pt: str, flax: str) -> list[Rule]:
+    return [Rule(f"{pt}.weight", f"{flax}/embedding")]
+
+
+@dataclasses.dataclass
+class ConversionTable:
+    """Rules plus the PyTorch keys that are legitimately absent (tied copies) or ignorable (buffers)."""
+
+    rules: list[Rule]
+    ignore_pt: Sequence[str] = ()  # regexes of checkpoint keys to skip on load (buffers, tied duplicates)
+
+    def __post_init__(self):
+        self._ignore = [re.compile(p) for p in self.ignore_pt]
+
+    def prefixed(self, pt_prefix: str, flax_prefix: str) -> "ConversionTable":
+        return ConversionTable([r.prefixed(pt_prefix, flax_prefix) for r in self.rules], self.ignore_pt)
+
+    def __add__(self, other: "ConversionTable") -> "ConversionTable":
+        return ConversionTable(self.rules + other.rules, tuple(self.ignore_pt) + tuple(other.ignore_pt))
+
+    def is_ignored(self, key: str) -> bool:
+        return any(p.search(key) for p in self._ignore)
+
+    def flax_path(self, pt_key: str) -> Optional[tuple[str, Rule]]:
+        for rule in self.rules:
+            path = rule.match_pt(pt_key)
+            if path is not None:
+                return path, rule
+        return None
+
+    def pt_key(self, flax_path: str) -> Optional[tuple[str, Rule]]:
+        for rule in self.rules:
+            key = rule.match_flax(flax_path)
+            if key is not None:
+                return key, rule
+        return None
+
+
+@dataclasses.dataclass
+class ConversionReport:
+    missing: list[str] = dataclasses.field(default_factory=list)  # flax paths no checkpoint key filled
+    unexpected: list[str] = dataclasses.field(default_factory=list)  # checkpoint keys nothing used
+    mismatched: list[tuple[str, tuple, tuple]] = dataclasses.field(default_factory=list)  # (pt key, checkpoint, model)
+
+    def describe(self, source: str) -> str:
+        lines = []
+        if self.missing:
+            lines.append(f"missing from {source} ({len(self.missing)}): {', '.join(self.missing)}")
+        if self.mismatched:
+            shown = ", ".join(f"{k} (checkpoint {c}, model {m})" for k, c, m in self.mismatched)
+            lines.append(f"shape mismatch ({len(self.mismatched)}): {shown}")
+        if self.unexpected:
+            lines.append(f"unused weights in {source} ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+        return "\n".join(lines)
+
+
+def flatten(tree: dict, sep: str = "/") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            for sub, leaf in flatten(value, sep).items():
+                out[f"{key}{sep}{sub}"] = leaf
+        else:
+            out[key] = value
+    return out
+
+
+def unflatten(flat: dict, sep: str = "/") -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split(sep)
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def align_prefix(keys: Iterable[str], prefix: str, model_has_prefix: bool) -> Callable[[str], str]:
+    """How to rename checkpoint keys so a base-model checkpoint loads into a head model and vice versa.
+
+    Transformers saves ``BertModel`` without the ``bert.`` prefix and heads with it; either loads into either.
+    """
+    if not prefix:
+        return lambda k: k
+    dotted = prefix + "."
+    has_prefix = any(k.startswith(dotted) for k in keys)
+    if model_has_prefix and not has_prefix:
+        return lambda k: dotted + k
+    if not model_has_prefix and has_prefix:
+        return lambda k: k[len(dotted) :] if k.startswith(dotted) else k
+    return lambda k: k
+
+
+def pytorch_to_flax(
+    table: ConversionTable, state_dict: dict, target: dict, rename: Callable[[str], str] = lambda k: k
+) -> tuple[dict, ConversionReport]:
+    """Fill the flat ``target`` ({flax path: ShapeDtypeStruct}) from ``state_dict`` ({pt key: np.ndarray}).
+
+    Returns the flat dict of the paths that were filled (cast to the target dtype) and the report.
+    """
+    filled, report, mismatched_paths = {}, ConversionReport(), set()
+    for raw_key, array in state_dict.items():
+        key = rename(raw_key)
+        found = table.flax_path(key)
+        if found is None or found[0] not in target:
+            if not table.is_ignored(key):
+                report.unexpected.append(raw_key)
+            continue
+        path, rule = found
+        value = rule.transform.to_flax(np.asarray(array))
+        want = target[path]
+        if tuple(value.shape) != tuple(want.shape):
+            report.mismatched.append((raw_key, tuple(value.shape), tuple(want.shape)))
+            mismatched_paths.add(path)
+            continue
+        filled[path] = value.astype(want.dtype) if value.dtype != want.dtype else value
+    report.missing = [p for p in target if p not in filled and p not in mismatched_paths]
+    return filled, report
+
+
+def flax_to_pytorch(table: ConversionTable, flat_params: dict) -> dict:
+    """{flax path: array} -> {pt key: np.ndarray}; a path no rule covers is an error naming it."""
+    out, uncovered = {}, []
+    for path, value in flat_params.items():
+        found = table.pt_key(path)
+        if found is None:
+            uncovered.append(path)
+            continue
+        key, rule = found
+        out[key] = rule.transform.to_pt(np.asarray(value))
+    if uncovered:
+        raise ValueError(f"No conversion rule covers these parameters: {', '.join(uncovered)}")
+    return out
