@@ -1,0 +1,421 @@
+"""Read PyTorch ``torch.save`` checkpoints (``pytorch_model.bin``) into numpy, without importing torch.
+
+Since torch 1.6 such a file is a zip archive::
+
+    <prefix>/data.pkl       a pickle of the state dict; tensors refer to storages by persistent id
+    <prefix>/data/<key>     the raw bytes of storage <key> (stored, not compressed)
+    <prefix>/byteorder      "little" or "big" (absent in old files: little)
+
+A pickle is a program, so ``data.pkl`` is run by a restricted unpickler: ``find_class`` resolves only the few
+globals a state dict needs, each to a small local function that builds a numpy array (none of torch's code
+runs), and any other global raises ``UnsafeCheckpointError`` before it is even looked up. Before unpickling,
+the opcode stream is scanned (``pickletools.genops``): a global outside the allow-list, a malformed or
+truncated stream, or an absurd memo index is refused without running a single opcode.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import logging
+import math
+import os
+import pickle
+import pickletools
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from .errors import CheckpointError, UnsafeCheckpointError
+
+logger = logging.getLogger(__name__)
+
+# torch storage class name -> numpy dtype of its elements
+STORAGE_DTYPES: dict[str, np.dtype] = {
+    "DoubleStorage": np.dtype(np.float64),
+    "FloatStorage": np.dtype(np.float32),
+    "HalfStorage": np.dtype(np.float16),
+    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
+    "LongStorage": np.dtype(np.int64),
+    "IntStorage": np.dtype(np.int32),
+    "ShortStorage": np.dtype(np.int16),
+    "CharStorage": np.dtype(np.int8),
+    "ByteStorage": np.dtype(np.uint8),
+    "BoolStorage": np.dtype(np.bool_),
+    "ComplexFloatStorage": np.dtype(np.complex64),
+    "ComplexDoubleStorage": np.dtype(np.complex128),
+    "UntypedStorage": np.dtype(np.uint8),
+}
+
+# torch dtype attribute name -> numpy dtype (named by _rebuild_tensor_v3, used for uint16/32/64 and float8)
+TORCH_DTYPES: dict[str, np.dtype] = {
+    "float64": np.dtype(np.float64),
+    "double": np.dtype(np.float64),
+    "float32": np.dtype(np.float32),
+    "float": np.dtype(np.float32),
+    "float16": np.dtype(np.float16),
+    "half": np.dtype(np.float16),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    "float8_e4m3fn": np.dtype(ml_dtypes.float8_e4m3fn),
+    "float8_e5m2": np.dtype(ml_dtypes.float8_e5m2),
+    "int64": np.dtype(np.int64),
+    "long": np.dtype(np.int64),
+    "int32": np.dtype(np.int32),
+    "int": np.dtype(np.int32),
+    "int16": np.dtype(np.int16),
+    "short": np.dtype(np.int16),
+    "int8": np.dtype(np.int8),
+    "uint8": np.dtype(np.uint8),
+    "uint16": np.dtype(np.uint16),
+    "uint32": np.dtype(np.uint32),
+    "uint64": np.dtype(np.uint64),
+    "bool": np.dtype(np.bool_),
+    "complex64": np.dtype(np.complex64),
+    "complex128": np.dtype(np.complex128),
+}
+
+# An expanded view (a zero stride) may hold more elements than its storage, but not absurdly more.
+_MAX_EXPANDED_BYTES = 1 << 28
+
+
+class _StorageType:
+    """Stands for ``torch.FloatStorage`` & co. in the pickle; only carries the element dtype."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype: np.dtype):
+        self.name, self.dtype = name, dtype
+
+    def __reduce__(self):  # never pickled back
+        raise TypeError("not picklable")
+
+
+class _TorchDType:
+    """Stands for ``torch.float32`` & co. in the pickle."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype: np.dtype):
+        self.name, self.dtype = name, dtype
+
+
+class _Storage:
+    """A storage read from ``data/<key>``: a flat numpy array of its elements."""
+
+    __slots__ = ("key", "array")
+
+    def __init__(self, key: str, array: np.ndarray):
+        self.key, self.array = key, array
+
+    def __setstate__(self, state):  # a BUILD opcode aimed at a storage is not something torch writes
+        raise pickle.UnpicklingError("a storage cannot be given state")
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int
+
+
+def _tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any, dtype: np.dtype | None) -> np.ndarray:
+    """The numpy array that ``torch.Tensor.set_(storage, offset, size, stride)`` would view, as a numpy view
+    when it is a contiguous run of the storage, a copy otherwise. Offsets and strides count elements."""
+    if not isinstance(storage, _Storage):
+        raise pickle.UnpicklingError(f"tensor storage is a {type(storage).__name__}, not a storage")
+    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)):
+        raise pickle.UnpicklingError("tensor size and stride must be tuples of the same length")
+    if not (_is_int(offset) and offset >= 0 and all(_is_int(d) and d >= 0 for d in size + stride)):
+        raise pickle.UnpicklingError(f"invalid tensor geometry offset={offset!r} size={size!r} stride={stride!r}")
+    flat = storage.array
+    if dtype is not None and dtype != flat.dtype:  # _rebuild_tensor_v3: an untyped (byte) storage + a dtype
+        if flat.dtype != np.uint8 or flat.size % dtype.itemsize:
+            raise pickle.UnpicklingError(f"storage {storage.key} cannot be viewed as {dtype}")
+        flat = flat.view(dtype)
+    numel = math.prod(size)
+    if numel == 0:
+        return np.empty(size, dtype=flat.dtype)
+    last = offset + sum((d - 1) * s for d, s in zip(size, stride))
+    if last >= flat.size:
+        raise pickle.UnpicklingError(
+            f"tensor of size {size}, stride {stride} at offset {offset} reaches past storage {storage.key} "
+            f"of {flat.size} elements"
+        )
+    if numel > flat.size and numel * flat.dtype.itemsize > _MAX_EXPANDED_BYTES:
+        raise pickle.UnpicklingError(f"tensor of size {size} is implausibly larger than its storage {storage.key}")
+    contiguous = []
+    running = 1
+    for d in reversed(size):
+        contiguous.append(running)
+        running *= d
+    if all(s == c or d == 1 for s, c, d in zip(stride, reversed(contiguous), size)):
+        return flat[offset : offset + numel].reshape(size)
+    itemsize = flat.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=size, strides=tuple(s * itemsize for s in stride), writeable=False
+    )
+    return np.array(view, copy=True)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+    if metadata:
+        raise pickle.UnpicklingError(f"tensors with metadata {metadata!r} (conjugate/negative views) are not supported")
+    return _tensor_from_storage(storage, storage_offset, size, stride, None)
+
+
+def _rebuild_tensor_v3(
+    storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None
+):
+    if not isinstance(dtype, _TorchDType):
+        raise pickle.UnpicklingError(f"tensor dtype {dtype!r} is not a torch dtype")
+    if metadata:
+        raise pickle.UnpicklingError(f"tensors with metadata {metadata!r} (conjugate/negative views) are not supported")
+    return _tensor_from_storage(storage, storage_offset, size, stride, dtype.dtype)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
+    if not isinstance(data, np.ndarray):
+        raise pickle.UnpicklingError(f"parameter data is a {type(data).__name__}, not a tensor")
+    return data
+
+
+def _device(*args):
+    return str(args[0]) if args else "cpu"
+
+
+def _allowed_global(module: str, name: str) -> Any:
+    """The stand-in for an allowed global, or None."""
+    if module in ("torch._utils", "torch"):
+        if name == "_rebuild_tensor_v2":
+            return _rebuild_tensor_v2
+        if name == "_rebuild_tensor_v3":
+            return _rebuild_tensor_v3
+        if name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
+            return _rebuild_parameter
+    if module == "collections" and name == "OrderedDict":
+        return collections.OrderedDict
+    if module == "torch":
+        if name in STORAGE_DTYPES:
+            return _StorageType(name, STORAGE_DTYPES[name])
+        if name in TORCH_DTYPES:
+            return _TorchDType(name, TORCH_DTYPES[name])
+        if name == "device":
+            return _device
+    if module == "torch.storage" and name == "UntypedStorage":
+        return _StorageType(name, STORAGE_DTYPES[name])
+    return None
+
+
+def _refuse(path: Path | str, module: str, name: str) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"{path} asks to load the Python global '{module}.{name}', which a PyTorch state dict never needs; "
+        "refusing the file (nothing in it was executed). Its pickle may run arbitrary code: only load it with "
+        "torch.load(weights_only=False) if you trust its author, or ask for a safetensors version.",
+        file=str(path),
+        global_name=f"{module}.{name}",
+    )
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles a torch state dict: allows only the state-dict globals, maps storages to numpy arrays."""
+
+    def __init__(self, data: bytes, *, path: str, load_storage):
+        super().__init__(io.BytesIO(data))
+        self._path = path
+        self._load_storage = load_storage
+        self._storages: dict[str, _Storage] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = _allowed_global(module, name)
+        if found is None:
+            raise _refuse(self._path, module, name)
+        return found
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) == 5):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        typename, storage_type, key, _location, numel = pid
+        if isinstance(typename, bytes):
+            typename = typename.decode("ascii", "replace")
+        if typename != "storage" or not isinstance(storage_type, _StorageType):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        if not (isinstance(key, str) and _is_int(numel) and numel >= 0):
+            raise pickle.UnpicklingError(f"invalid storage reference {pid!r}")
+        storage = self._storages.get(key)
+        if storage is None:
+            storage = _Storage(key, self._load_storage(key, storage_type.dtype, numel))
+            self._storages[key] = storage
+        elif storage.array.dtype != storage_type.dtype or storage.array.size != numel:
+            raise pickle.UnpicklingError(f"storage {key} is referenced with two different types or sizes")
+        return storage
+
+
+def _string_value(op_name: str, arg: Any) -> str | None:
+    return arg if op_name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE") else None
+
+
+def scan_pickle(data: bytes, path: str) -> None:
+    """Refuse a pickle before running it: disallowed globals, malformed opcodes, absurd memo indices."""
+    memo: dict[int, Any] = {}
+    recent: list[Any] = []  # values of the last pushes, enough to resolve STACK_GLOBAL's two strings
+    n_ops = 0
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            n_ops += 1
+            name = op.name
+            if name in ("GLOBAL", "INST"):
+                module, _, attr = str(arg).partition(" ")
+                if _allowed_global(module, attr) is None:
+                    raise _refuse(path, module, attr)
+            elif name == "STACK_GLOBAL":
+                module, attr = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
+                if not (isinstance(module, str) and isinstance(attr, str)) or _allowed_global(module, attr) is None:
+                    raise _refuse(path, str(module), str(attr))
+            elif name in ("EXT1", "EXT2", "EXT4"):
+                raise _refuse(path, "copyreg", f"extension code {arg}")
+            elif name in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"):
+                index = len(memo) if name == "MEMOIZE" else int(arg)
+                if index > len(data):
+                    raise pickle.UnpicklingError(f"memo index {index} is larger than the pickle itself")
+                memo[index] = recent[-1] if recent else None
+            elif name in ("BINGET", "LONG_BINGET", "GET"):
+                recent.append(memo.get(int(arg)))
+            else:
+                recent.append(_string_value(name, arg))
+            if len(recent) > 8:
+                del recent[:-4]
+    except UnsafeCheckpointError:
+        raise
+    except Exception as err:  # genops: ValueError on a malformed or truncated stream
+        raise CheckpointError(
+            f"{path} is not a valid PyTorch checkpoint: its pickle is malformed ({err}). The file is probably "
+            "truncated or corrupt: delete it and download or save it again."
+        ) from err
+    if n_ops == 0:
+        raise CheckpointError(f"{path} is not a valid PyTorch checkpoint: its pickle is empty.")
+
+
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _not_zip_error(path: Path, head: bytes) -> CheckpointError:
+    if head.startswith(b"\x80") and _LEGACY_MAGIC in head[:32]:
+        return CheckpointError(
+            f"{path} uses PyTorch's legacy (pre-1.6, non-zip) serialization, which fxformers does not read. "
+            "Re-save it with a recent torch (torch.save(torch.load(path, weights_only=True), path)) or convert "
+            "it to safetensors."
+        )
+    return CheckpointError(
+        f"{path} is not a PyTorch checkpoint (not a zip archive as torch.save writes). The file is probably "
+        "truncated, corrupt or not a model file: delete it and download or save it again."
+    )
+
+
+def load_torch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The state dict in a ``torch.save`` zip file (``pytorch_model.bin``), as numpy arrays, torch-free.
+
+    Raises UnsafeCheckpointError when the pickle names a global outside the state-dict allow-list, and
+    CheckpointError (naming the file) when the file is not a readable torch zip checkpoint.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
+    if not head.startswith(b"PK"):
+        raise _not_zip_error(path, head)
+    try:
+        archive = zipfile.ZipFile(path)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path} is not a valid PyTorch checkpoint: the zip archive is unreadable ({err}). The file is "
+            "probably truncated or corrupt: delete it and download or save it again."
+        ) from err
+    with archive:
+        try:
+            return _load_from_archive(archive, path)
+        except (UnsafeCheckpointError, CheckpointError):
+            raise
+        except Exception as err:  # anything a hostile or corrupt archive/pickle can provoke
+            raise CheckpointError(
+                f"{path} is not a valid PyTorch checkpoint ({type(err).__name__}: {err}). The file is probably "
+                "truncated or corrupt: delete it and download or save it again."
+            ) from err
+
+
+def _load_from_archive(archive: zipfile.ZipFile, path: Path) -> dict[str, np.ndarray]:
+    names = archive.namelist()
+    pickles = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
+    if len(pickles) != 1:
+        raise CheckpointError(
+            f"{path} is a zip archive but not a torch.save checkpoint (expected one '<name>/data.pkl', "
+            f"found {len(pickles)}). Is it the right file?"
+        )
+    prefix = pickles[0][: -len("data.pkl")]
+    archive_size = path.stat().st_size
+
+    def read_record(name: str, limit: int) -> bytes:
+        info = archive.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"{path}: record {name} is compressed, which torch.save never does")
+        if info.file_size > limit:
+            raise CheckpointError(f"{path}: record {name} claims {info.file_size} bytes, more than the file holds")
+        return archive.read(name)
+
+    data_pkl = read_record(pickles[0], archive_size)
+    byteorder = "little"
+    if prefix + "byteorder" in names:
+        byteorder = read_record(prefix + "byteorder", 16).decode("ascii", "replace")
+        if byteorder not in ("little", "big"):
+            raise CheckpointError(f"{path}: unknown byte order {byteorder!r}")
+    swap = byteorder != sys.byteorder
+
+    def load_storage(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+        name = f"{prefix}data/{key}"
+        try:
+            info = archive.getinfo(name)
+        except KeyError:
+            raise CheckpointError(f"{path}: storage record {name} is missing from the archive") from None
+        nbytes = numel * dtype.itemsize
+        if info.file_size != nbytes or nbytes > archive_size:
+            raise CheckpointError(
+                f"{path}: storage {key} should hold {numel} {dtype} elements ({nbytes} bytes), the archive "
+                f"holds {info.file_size} bytes"
+            )
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"{path}: record {name} is compressed, which torch.save never does")
+        out = np.empty(numel, dtype=dtype)
+        if nbytes:
+            with archive.open(info) as record:
+                got = record.readinto(memoryview(out.view(np.uint8)))
+            if got != nbytes:
+                raise CheckpointError(f"{path}: storage {key} is cut short")
+        if swap and dtype.itemsize > 1:
+            out = out.view(f"u{dtype.itemsize}").byteswap().view(dtype)
+        return out
+
+    scan_pickle(data_pkl, str(path))
+    result = RestrictedUnpickler(data_pkl, path=str(path), load_storage=load_storage).load()
+    return _as_state_dict(result, path)
+
+
+def _as_state_dict(obj: Any, path: Path) -> dict[str, np.ndarray]:
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict (a dict of tensors).")
+    state: dict[str, np.ndarray] = {}
+    skipped = []
+    for key, value in obj.items():
+        if isinstance(key, str) and isinstance(value, np.ndarray):
+            state[key] = value
+        else:
+            skipped.append(key)
+    if skipped:
+        if not state:
+            raise CheckpointError(
+                f"{path} holds a dict without tensors (keys {skipped[:5]!r}...); it is not a model state dict "
+                "(a training checkpoint keeps the weights under a key such as 'model' or 'state_dict')."
+            )
+        logger.warning("%s: ignored %d entries that are not tensors: %s", path, len(skipped), skipped[:10])
+    return state
