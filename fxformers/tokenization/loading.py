@@ -1,0 +1,168 @@
+"""from_pretrained: find the tokenizer files of a folder or hub id, pick the class, build the backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+from tokenizers import Tokenizer
+
+from ..hub import resolve_file
+from .base import (
+    ADDED_TOKENS_FILE,
+    SPECIAL_TOKENS_MAP_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    PreTrainedTokenizer,
+    as_added_token,
+)
+from .models import MODEL_TYPE_TO_CLASS, SPM_FILES, TOKENIZER_CLASSES, GenericTokenizer, _FamilyTokenizer
+
+logger = logging.getLogger(__name__)
+
+LEGACY_FILES = ("vocab.txt", "vocab.json", "merges.txt", *SPM_FILES)
+_HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
+_IGNORED_KWARGS = ("use_fast", "trust_remote_code", "force_download", "resume_download", "proxies", "use_auth_token",
+                   "_from_auto", "_commit_hash", "from_slow", "legacy_format")
+
+
+def _read_json(path: Optional[Path]) -> dict:
+    if path is None:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def class_for_name(name: Optional[str]) -> Optional[type[PreTrainedTokenizer]]:
+    """The fxformers class for a Transformers tokenizer class name ("BertTokenizerFast" -> BertTokenizer)."""
+    if not name:
+        return None
+    if name in TOKENIZER_CLASSES:
+        return TOKENIZER_CLASSES[name]
+    if name.endswith("Fast") and name[:-4] in TOKENIZER_CLASSES:
+        return TOKENIZER_CLASSES[name[:-4]]
+    if name in ("PreTrainedTokenizerFast",):
+        return GenericTokenizer
+    return None
+
+
+def load_tokenizer(
+    name_or_path: Union[str, os.PathLike],
+    cls: Optional[type[PreTrainedTokenizer]] = None,
+    subfolder: str = "",
+    **kwargs,
+) -> PreTrainedTokenizer:
+    """Load the tokenizer of ``name_or_path`` as ``cls`` (None: the class named by tokenizer_config.json, else by
+    config.json's model_type, else the generic one)."""
+    hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+    for k in _IGNORED_KWARGS:
+        kwargs.pop(k, None)
+
+    def find(filename: str) -> Optional[Path]:
+        return resolve_file(name_or_path, f"{subfolder}/{filename}" if subfolder else filename, **hub)
+
+    config_file = find(TOKENIZER_CONFIG_FILE)
+    config = _read_json(config_file)
+    class_name = config.pop("tokenizer_class", None)
+    config.pop("auto_map", None)
+    config.pop("init_inputs", None)
+    tokenizer_file = find(TOKENIZER_FILE)
+
+    if cls is None:
+        cls = class_for_name(class_name)
+        if cls is None and class_name:
+            logger.info("Tokenizer class %r has no fxformers counterpart; loading it with the generic tokenizer.", class_name)
+        if cls is None and not class_name:
+            model_config = find("config.json")
+            model_type = _read_json(model_config).get("model_type") if model_config else None
+            cls = MODEL_TYPE_TO_CLASS.get(model_type)
+        if cls is None:
+            cls = GenericTokenizer
+    elif cls is PreTrainedTokenizer:
+        cls = GenericTokenizer
+
+    files = {}
+    if tokenizer_file is None:
+        files = {name: find(name) for name in LEGACY_FILES}
+        if not any(files.values()) and config_file is None:
+            raise OSError(
+                f"No tokenizer files in {str(name_or_path)!r}: expected tokenizer.json, or vocab.txt, "
+                "vocab.json + merges.txt, or spiece.model / tokenizer.model (with tokenizer_config.json)."
+            )
+    else:
+        # Transformers 5: with a tokenizer.json the post-processor comes from the file, not add_bos/eos_token
+        config.pop("add_bos_token", None)
+        config.pop("add_eos_token", None)
+
+    config.update(kwargs)
+    if "additional_special_tokens" in config and not config.get("extra_special_tokens"):
+        config["extra_special_tokens"] = config.pop("additional_special_tokens")
+    config.pop("additional_special_tokens", None)
+
+    # special_tokens_map.json and added_tokens.json: read as Transformers does when the config has no
+    # added_tokens_decoder (the older layout)
+    if "added_tokens_decoder" not in config:
+        stm = _read_json(find(SPECIAL_TOKENS_MAP_FILE))
+        for key, value in stm.items():
+            if key in kwargs and kwargs[key]:
+                continue
+            if key in ("additional_special_tokens", "extra_special_tokens"):
+                if isinstance(value, dict):
+                    config.setdefault("model_specific_special_tokens", {}).update(value)
+                    continue
+                existing = list(config.get("extra_special_tokens") or [])
+                seen = {str(as_added_token(t)) for t in existing}
+                for tok in value or []:
+                    tok = as_added_token(tok)
+                    if str(tok) not in seen:
+                        existing.append(tok)
+                        seen.add(str(tok))
+                config["extra_special_tokens"] = existing
+            else:
+                config[key] = as_added_token(value)
+        added = _read_json(find(ADDED_TOKENS_FILE))
+        if added:
+            special = {str(as_added_token(config[k])) for k in cls.SPECIAL_TOKENS_ATTRIBUTES if config.get(k)}
+            special |= {str(as_added_token(t)) for t in (config.get("extra_special_tokens") or [])}
+            config["added_tokens_decoder"] = {
+                int(i): {"content": t, "lstrip": False, "rstrip": False, "normalized": t not in special, "special": t in special}
+                for t, i in added.items()
+            }
+    if isinstance(config.get("extra_special_tokens"), dict):
+        config.setdefault("model_specific_special_tokens", {}).update(config.pop("extra_special_tokens"))
+
+    config["name_or_path"] = str(name_or_path)
+    legacy = tokenizer_file is None
+    if legacy:
+        for key, value in cls.default_special_tokens.items():
+            config.setdefault(key, value)
+        backend = cls.build_backend(files, config)
+    else:
+        backend = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer = cls(backend, **config)
+    if legacy and isinstance(tokenizer, _FamilyTokenizer):
+        post = tokenizer.legacy_post_processor()
+        if post is not None:
+            tokenizer.backend_tokenizer.post_processor = post
+    return tokenizer
+
+
+class AutoTokenizer:
+    """``AutoTokenizer.from_pretrained(folder_or_hub_id, **overrides)``: the tokenizer class that the folder's
+    tokenizer_config.json (``tokenizer_class``) or config.json (``model_type``) names."""
+
+    def __init__(self):
+        raise TypeError("AutoTokenizer is not instantiated: use AutoTokenizer.from_pretrained(name_or_path).")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], *inputs, **kwargs) -> PreTrainedTokenizer:
+        tokenizer_type = kwargs.pop("tokenizer_type", None)
+        target = None
+        if tokenizer_type is not None:
+            target = MODEL_TYPE_TO_CLASS.get(tokenizer_type)
+            if target is None:
+                raise ValueError(f"Unknown tokenizer_type={tokenizer_type!r}; known: {sorted(MODEL_TYPE_TO_CLASS)}.")
+        return load_tokenizer(pretrained_model_name_or_path, cls=target, **kwargs)

@@ -1,0 +1,320 @@
+"""Per-model tokenizer classes: the defaults of each family (special tokens, ``model_input_names``, padding side)
+and how to build its ``tokenizers.Tokenizer`` from legacy vocabulary files when no tokenizer.json exists.
+
+``BertTokenizer`` and ``BertTokenizerFast`` (and so on) are the same class: there is only the Rust-backed one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE, Unigram, WordPiece
+
+from .base import PreTrainedTokenizer
+from .spm import BPE as SPM_BPE, CONTROL, USER_DEFINED, generate_merges, parse_spm_model
+
+SPM_FILES = ("spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
+
+
+class LegacyFilesError(FileNotFoundError):
+    """No tokenizer.json and no vocabulary file this tokenizer class can build from."""
+
+
+def _need(files: dict, names: tuple[str, ...], cls_name: str) -> Path:
+    for name in names:
+        if files.get(name) is not None:
+            return files[name]
+    raise LegacyFilesError(
+        f"{cls_name} found no tokenizer.json and none of {list(names)} to build the tokenizer from. Point "
+        "from_pretrained at a folder holding tokenizer.json (or those vocabulary files)."
+    )
+
+
+def _byte_level_bpe(files: dict, config: dict, cls_name: str) -> Tokenizer:
+    vocab_file = _need(files, ("vocab.json",), cls_name)
+    merges_file = _need(files, ("merges.txt",), cls_name)
+    vocab, merges = BPE.read_file(str(vocab_file), str(merges_file))
+    tk = Tokenizer(
+        BPE(vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False)
+    )
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=bool(config.get("add_prefix_space", False)))
+    tk.decoder = decoders.ByteLevel()
+    return tk
+
+
+def _spm_extra_tokens(spm) -> list[AddedToken]:
+    """SentencePiece control symbols (special) and user-defined symbols (not special), as Transformers adds them."""
+    return [
+        AddedToken(piece, normalized=False, special=typ == CONTROL)
+        for piece, _, typ in spm.pieces
+        if typ in (CONTROL, USER_DEFINED)
+    ]
+
+
+def _metaspace_unigram(vocab, unk_id: int, charsmap: bytes, prepend_scheme: str, split: bool = True) -> Tokenizer:
+    tk = Tokenizer(Unigram(vocab, unk_id=unk_id, byte_fallback=False))
+    if charsmap:
+        tk.normalizer = normalizers.Precompiled(charsmap)
+    tk.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend_scheme, split=split)]
+    )
+    tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=prepend_scheme, split=split)
+    return tk
+
+
+def _spm_bpe(spm, config: dict) -> Tokenizer:
+    vocab = {piece: i for i, (piece, _, _) in enumerate(spm.pieces)}
+    merges = generate_merges(vocab)
+    tk = Tokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None))
+    add_prefix_space = config.get("add_prefix_space")
+    add_prefix_space = True if add_prefix_space is None else bool(add_prefix_space)
+    legacy = bool(config.get("legacy", False))
+    scheme = ("first" if not legacy else "always") if add_prefix_space else "never"
+    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
+    sequence = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    if add_prefix_space:
+        sequence.append(decoders.Strip(content=" ", left=1))
+    tk.decoder = decoders.Sequence(sequence)
+    return tk
+
+
+class _FamilyTokenizer(PreTrainedTokenizer):
+    """A model family: ``build_backend`` makes the Tokenizer from legacy files; ``legacy_post_processor`` sets the
+    special-token template once the special tokens have ids."""
+
+    @classmethod
+    def build_backend(cls, files: dict, config: dict) -> Tokenizer:
+        raise NotImplementedError
+
+    def legacy_post_processor(self) -> Optional[processors.PostProcessor]:
+        return None
+
+
+class BertTokenizer(_FamilyTokenizer):
+    """WordPiece tokenizer of BERT (vocab.txt): lower-casing, accent stripping and CJK splitting per the config
+    (``do_lower_case``, ``strip_accents``, ``tokenize_chinese_chars``); ``[CLS] A [SEP] B [SEP]``."""
+
+    model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    default_special_tokens = {
+        "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+    }
+    saved_class_name = "BertTokenizer"
+
+    @classmethod
+    def build_backend(cls, files: dict, config: dict) -> Tokenizer:
+        vocab = WordPiece.read_file(str(_need(files, ("vocab.txt",), cls.__name__)))
+        unk = str(config.get("unk_token") or "[UNK]")
+        tk = Tokenizer(WordPiece(vocab, unk_token=unk))
+        tk.normalizer = normalizers.BertNormalizer(
+            clean_text=True,
+            handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
+            strip_accents=config.get("strip_accents"),
+            lowercase=bool(config.get("do_lower_case", True)),
+        )
+        tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tk.decoder = decoders.WordPiece(prefix="##")
+        return tk
+
+    def legacy_post_processor(self):
+        cls_token, sep_token = str(self.cls_token), str(self.sep_token)
+        return processors.TemplateProcessing(
+            single=f"{cls_token}:0 $A:0 {sep_token}:0",
+            pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
+            special_tokens=[(cls_token, self.cls_token_id), (sep_token, self.sep_token_id)],
+        )
+
+
+class DistilBertTokenizer(BertTokenizer):
+    """BERT's WordPiece tokenizer; DistilBERT takes no ``token_type_ids``."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+    saved_class_name = "DistilBertTokenizer"
+
+
+class GPT2Tokenizer(_FamilyTokenizer):
+    """Byte-level BPE of GPT-2 (vocab.json + merges.txt). No pad token by default: set
+    ``tokenizer.pad_token = tokenizer.eos_token`` to pad."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+    default_special_tokens = {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}
+    saved_class_name = "GPT2Tokenizer"
+
+    @classmethod
+    def build_backend(cls, files: dict, config: dict) -> Tokenizer:
+        return _byte_level_bpe(files, config, cls.__name__)
+
+
+class RobertaTokenizer(_FamilyTokenizer):
+    """Byte-level BPE of RoBERTa (vocab.json + merges.txt); ``<s> A </s></s> B </s>``; no ``token_type_ids``."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+    default_special_tokens = {
+        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+        "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+    }
+    saved_class_name = "RobertaTokenizer"
+
+    @classmethod
+    def build_backend(cls, files: dict, config: dict) -> Tokenizer:
+        return _byte_level_bpe(files, config, cls.__name__)
+
+    def legacy_post_processor(self):
+        return processors.RobertaProcessing(
+            (str(self.sep_token), self.sep_token_id),
+            (str(self.cls_token), self.cls_token_id),
+            trim_offsets=bool(getattr(self, "trim_offsets", True)),
+            add_prefix_space=bool(getattr(self, "add_prefix_space", False)),
+        )
+
+
+class BartTokenizer(RobertaTokenizer):
+    """BART uses RoBERTa's byte-level BPE and special tokens."""
+
+    saved_class_name = "BartTokenizer"
+
+
+class XLMRobertaTokenizer(_FamilyTokenizer):
+    """SentencePiece Unigram of XLM-RoBERTa (sentencepiece.bpe.model), with fairseq's id layout."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+    default_special_tokens = dict(RobertaTokenizer.default_special_tokens)
+    saved_class_name = "XLMRobertaTokenizer"
+
+    @classmethod
+    def build_backend(cls, files: dict, config: dict) -> Tokenizer:
+        spm = parse_spm_model(_need(files, SPM_FILES, cls.__name__))
+        t = {k: str(config.get(k) or v) for k, v in cls.default_special_tokens.items()}
+        vocab = [(t["bos_token"], 0.0), (t["pad_token"], 0.0), (t["eos_token"], 0.0), (t["unk_token"], 0.0)]
+        vocab += [(p, s) for p, s, _ in spm.pieces[3:]]
+        vocab.append((t["mask_token"], 0.0))
+        add_prefix_space = config.get("add_prefix_space", True)
+        return _metaspace_unigram(vocab, 3, spm.precompiled_charsmap, "always" if add_prefix_space else "never", split=True)
+
+    def legacy_post_processor(self):
+        bos, eos = str(self.bos_token), str(self.eos_token)
+        return processors.TemplateProcessing(
+            single=[bos, "$A", eos],
+            pair=[bos, "$A", eos, eos, "$B", eos],
+            special_tokens=[(bos, self.bos_token_id), (eos, self.eos_token_id)],
+        )
+
+
+class T5Tokenizer(_FamilyTokenizer):
+    """SentencePiece Unigram of T5 (spiece.model) plus ``extra_ids`` sentinel tokens ``<extra_id_N>``; ``A </s>``."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+    default_special_tokens = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    saved_class_name = "T5Tokenizer"
+
+    @classmethod
+    def build_backend(cls, files: dict, config: dict) -> Tokenizer:
+        spm = parse_spm_model(_need(files, SPM_FILES, cls.__name__))
+        extra_ids = int(config.get("extra_ids", 100))
+        vocab = [(p, s) for p, s, _ in spm.pieces] + [(f"<extra_id_{i}>", 0.0) for i in range(extra_ids - 1, -1, -1)]
+        extras = [str(t) for t in (config.get("extra_special_tokens") or config.get("additional_special_tokens") or [])]
+        spm_extras = _spm_extra_tokens(spm)
+        if not any("<extra_id_" in t for t in extras):
+            config["extra_special_tokens"] = (spm_extras if not extras else list(extras)) + [
+                f"<extra_id_{i}>" for i in range(extra_ids)
+            ]
+            config.pop("additional_special_tokens", None)
+        return _metaspace_unigram(vocab, 2, spm.precompiled_charsmap, "always", split=True)
+
+    def legacy_post_processor(self):
+        return processors.TemplateProcessing(
+            single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", self.eos_token_id)]
+        )
+
+    def get_sentinel_tokens(self) -> list[str]:
+        return [t for t in self.extra_special_tokens if t.startswith("<extra_id_")]
+
+    def get_sentinel_token_ids(self) -> list[int]:
+        return self.convert_tokens_to_ids(self.get_sentinel_tokens())
+
+
+class LlamaTokenizer(_FamilyTokenizer):
+    """SentencePiece BPE with byte fallback of Llama (tokenizer.model). Pads on the left by default; has no pad
+    token unless the config names one."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+    padding_side = "left"
+    default_special_tokens = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
+    saved_class_name = "LlamaTokenizer"
+
+    @classmethod
+    def build_backend(cls, files: dict, config: dict) -> Tokenizer:
+        spm = parse_spm_model(_need(files, SPM_FILES, cls.__name__))
+        config["extra_special_tokens"] = _spm_extra_tokens(spm)
+        config.pop("additional_special_tokens", None)
+        config.setdefault("clean_up_tokenization_spaces", False)
+        return _spm_bpe(spm, config)
+
+
+class GenericTokenizer(_FamilyTokenizer):
+    """The class for tokenizers of no known family (Transformers' ``TokenizersBackend`` /
+    ``PreTrainedTokenizerFast``); legacy files are read by kind (vocab.txt, vocab.json + merges.txt, *.model)."""
+
+    saved_class_name = "PreTrainedTokenizerFast"
+
+    @classmethod
+    def build_backend(cls, files: dict, config: dict) -> Tokenizer:
+        if files.get("vocab.txt") is not None:
+            return BertTokenizer.build_backend(files, config)
+        if files.get("vocab.json") is not None and files.get("merges.txt") is not None:
+            return _byte_level_bpe(files, config, cls.__name__)
+        spm_file = next((files[n] for n in SPM_FILES if files.get(n) is not None), None)
+        if spm_file is None:
+            _need(files, ("tokenizer.json", "vocab.txt", "vocab.json", *SPM_FILES), cls.__name__)
+        spm = parse_spm_model(spm_file)
+        if not (config.get("extra_special_tokens") or config.get("additional_special_tokens")):
+            config["extra_special_tokens"] = _spm_extra_tokens(spm)
+        if spm.bos_id >= 0:
+            config.setdefault("bos_token", spm.bos_piece or "<s>")
+        if spm.eos_id >= 0:
+            config.setdefault("eos_token", spm.eos_piece or "</s>")
+        if spm.unk_id >= 0:
+            config.setdefault("unk_token", spm.unk_piece or "<unk>")
+        if spm.model_type == SPM_BPE:
+            return _spm_bpe(spm, config)
+        vocab = [(p, s) for p, s, _ in spm.pieces]
+        scheme = "always" if spm.add_dummy_prefix else "never"
+        return _metaspace_unigram(vocab, max(spm.unk_id, 0), spm.precompiled_charsmap, scheme, split=True)
+
+
+# Transformers class names (with or without "Fast") -> fxformers class
+TOKENIZER_CLASSES: dict[str, type[PreTrainedTokenizer]] = {
+    "BertTokenizer": BertTokenizer,
+    "DistilBertTokenizer": DistilBertTokenizer,
+    "RobertaTokenizer": RobertaTokenizer,
+    "BartTokenizer": BartTokenizer,
+    "XLMRobertaTokenizer": XLMRobertaTokenizer,
+    "GPT2Tokenizer": GPT2Tokenizer,
+    "T5Tokenizer": T5Tokenizer,
+    "LlamaTokenizer": LlamaTokenizer,
+    "PreTrainedTokenizer": GenericTokenizer,
+    "TokenizersBackend": GenericTokenizer,
+}
+
+# config.json model_type -> fxformers class, for folders whose tokenizer_config.json names no class
+MODEL_TYPE_TO_CLASS: dict[str, type[PreTrainedTokenizer]] = {
+    "bert": BertTokenizer,
+    "distilbert": DistilBertTokenizer,
+    "roberta": RobertaTokenizer,
+    "xlm-roberta": XLMRobertaTokenizer,
+    "bart": BartTokenizer,
+    "gpt2": GPT2Tokenizer,
+    "t5": T5Tokenizer,
+    "mt5": T5Tokenizer,
+    "llama": LlamaTokenizer,
+}
+
+BertTokenizerFast = BertTokenizer
+DistilBertTokenizerFast = DistilBertTokenizer
+RobertaTokenizerFast = RobertaTokenizer
+BartTokenizerFast = BartTokenizer
+XLMRobertaTokenizerFast = XLMRobertaTokenizer
+GPT2TokenizerFast = GPT2Tokenizer
+T5TokenizerFast = T5Tokenizer
+LlamaTokenizerFast = LlamaTokenizer
