@@ -1,0 +1,303 @@
+"""PreTrainedModel: a linen module, a params pytree and a config, with Transformers' loading and saving API.
+
+``model(**inputs)`` validates the inputs on the host (JAX would clamp out-of-range ids silently) and runs a cached
+``jax.jit`` of ``module.apply``. The class is a pytree (params are the children; config and dtype are static), so
+``jax.grad(loss)(model, batch)`` and ``jax.jit(f)(model, ...)`` work on it directly.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from .configuration import PretrainedConfig
+from .convert import ConversionTable, align_prefix, flatten, flax_to_pytorch, pytorch_to_flax, unflatten
+
+logger = logging.getLogger(__name__)
+
+_FLAGS = ("output_hidden_states", "output_attentions", "train")
+
+
+def resolve_dtype(dtype: Any, config: Optional[PretrainedConfig] = None) -> jnp.dtype:
+    """None -> float32; "auto" -> the checkpoint's dtype; names ("bfloat16", "torch.float16") or dtypes as given."""
+    if dtype is None:
+        return jnp.dtype(jnp.float32)
+    if isinstance(dtype, str):
+        if dtype == "auto":
+            saved = getattr(config, "dtype", None) if config is not None else None
+            return resolve_dtype(saved if saved not in (None, "auto") else None)
+        name = dtype.removeprefix("torch.")
+        try:
+            return jnp.dtype({"float": "float32", "half": "float16", "bf16": "bfloat16"}.get(name, name))
+        except TypeError:
+            raise ValueError(f"Unknown dtype {dtype!r}; use float32, bfloat16 or float16.") from None
+    return jnp.dtype(dtype)
+
+
+class PreTrainedModel:
+    """Base of every model class. Subclasses set the class attributes below and ``conversion_table``."""
+
+    config_class: ClassVar[type[PretrainedConfig]] = PretrainedConfig
+    module_class: ClassVar[type[nn.Module]]
+    base_model_prefix: ClassVar[str] = ""
+    # True for task heads: params nest the base model under `base_model_prefix` (as Transformers' state dicts do).
+    has_base_prefix: ClassVar[bool] = False
+    # Flax path regexes of weights a checkpoint may lack (initialised fresh with a warning), besides task heads.
+    optional_weights: ClassVar[tuple[str, ...]] = ()
+    # (flax path regex, axis) of every parameter with a vocabulary axis, for resize_token_embeddings.
+    vocab_params: ClassVar[tuple[tuple[str, int], ...]] = ()
+    main_input_name: ClassVar[str] = "input_ids"
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node(
+            cls,
+            lambda m: ((m.params,), (m.config, m.dtype.name)),
+            lambda aux, children: cls._from_parts(aux[0], children[0], aux[1]),
+        )
+
+    def __init__(self, config: PretrainedConfig, params: Any = None, *, dtype: Any = None, seed: int = 0):
+        self.config = config
+        self.dtype = resolve_dtype(dtype)
+        self.module = self.module_class(config=config, dtype=self.dtype)
+        self._jitted = None
+        self.params = params if params is not None else self.init_params(jax.random.PRNGKey(seed))
+
+    @classmethod
+    def _from_parts(cls, config: PretrainedConfig, params: Any, dtype: str) -> "PreTrainedModel":
+        model = object.__new__(cls)
+        model.config, model.dtype, model.params, model._jitted = config, jnp.dtype(dtype), params, None
+        model.module = cls.module_class(config=config, dtype=model.dtype)
+        return model
+
+    # -- per-architecture hooks ----------------------------------------------------------------------------------
+    @classmethod
+    def conversion_table(cls, config: PretrainedConfig) -> ConversionTable:
+        raise NotImplementedError(f"{cls.__name__} defines no conversion table.")
+
+    def dummy_inputs(self) -> dict:
+        ids = jnp.ones((1, 8), jnp.int32)
+        return {"input_ids": ids, "attention_mask": ids}
+
+    def max_input_length(self) -> Optional[int]:
+        """Longest sequence the position table allows (None when unbounded)."""
+        return getattr(self.config, "max_position_embeddings", None)
+
+    # -- construction ----------------------------------------------------------------------------------------------
+    def init_params(self, rng: jax.Array) -> dict:
+        init = jax.jit(lambda r: self.module.init(r, **self.dummy_inputs())["params"])
+        return jax.tree_util.tree_map(lambda a: a.astype(self.dtype), init(rng))
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, *, seed: int = 0, dtype: Any = None) -> "PreTrainedModel":
+        return cls(config, dtype=dtype, seed=seed)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        config: Optional[PretrainedConfig] = None,
+        dtype: Any = None,
+        seed: int = 0,
+        cache_dir: Optional[str] = None,
+        revision: Optional[str] = None,
+        token: Optional[str] = None,
+        local_files_only: bool = False,
+        from_pt: Optional[bool] = None,
+        from_flax: Optional[bool] = None,
+        ignore_mismatched_sizes: bool = False,
+        **config_overrides: Any,
+    ) -> "PreTrainedModel":
+        """Load a checkpoint folder or hub model (safetensors, sharded, pytorch_model.bin, flax_model.msgpack).
+
+        ``dtype`` sets the parameter and compute dtype (float32 by default, "auto" for the checkpoint's own);
+        ``seed`` initialises any weight the checkpoint lacks (a new task head) deterministically; other keyword
+        arguments override config fields (``num_labels=3``).
+        """
+        from .checkpoints import load_state_dict
+
+        hub = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
+        if config is None:
+            config = cls.config_class.from_pretrained(name_or_path, **hub, **config_overrides)
+        else:
+            config = copy.deepcopy(config)
+            config.update(config_overrides)
+        state_dict, source = load_state_dict(name_or_path, from_pt=from_pt, from_flax=from_flax, **hub)
+        return cls.from_state_dict(
+            state_dict, config, source=str(source), dtype=resolve_dtype(dtype, config), seed=seed,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+        )
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state_dict: dict,
+        config: PretrainedConfig,
+        *,
+        source: str = "the state dict",
+        dtype: Any = None,
+        seed: int = 0,
+        ignore_mismatched_sizes: bool = False,
+    ) -> "PreTrainedModel":
+        """Build the model from a PyTorch-named state dict ({key: array}), reporting every problem at once."""
+        model = cls._from_parts(config, None, resolve_dtype(dtype).name)
+        shapes = jax.eval_shape(lambda r: model.module.init(r, **model.dummy_inputs())["params"], jax.random.PRNGKey(0))
+        target = {p: jax.ShapeDtypeStruct(s.shape, model.dtype) for p, s in flatten(shapes).items()}
+        rename = align_prefix(state_dict.keys(), cls.base_model_prefix, cls.has_base_prefix)
+        filled, report = pytorch_to_flax(cls.conversion_table(config), state_dict, target, rename)
+        fatal_missing = [p for p in report.missing if not model._may_be_missing(p)]
+        if fatal_missing or (report.mismatched and not ignore_mismatched_sizes):
+            hint = "pass ignore_mismatched_sizes=True to re-initialise mis-shaped weights, " if report.mismatched else ""
+            raise ValueError(
+                f"Cannot load {cls.__name__} from {source}:\n{report.describe(source)}\n"
+                f"Check that the checkpoint matches its config.json ({hint}or load it with the class that saved it)."
+            )
+        fresh_paths = report.missing + [p for p in target if p not in filled and p not in report.missing]
+        if fresh_paths:
+            fresh = flatten(model.init_params(jax.random.PRNGKey(seed)))
+            filled.update({p: fresh[p] for p in fresh_paths})
+            logger.warning(
+                "Some weights of %s were not initialized from %s and are newly initialized: %s\n"
+                "You should probably TRAIN this model on a down-stream task to be able to use it for predictions "
+                "and inference.", cls.__name__, source, sorted(fresh_paths),
+            )
+        if report.unexpected:
+            logger.info("Some weights of %s were not used by %s: %s", source, cls.__name__, report.unexpected)
+        model.params = jax.tree_util.tree_map(jnp.asarray, unflatten(filled))
+        return model
+
+    def _may_be_missing(self, path: str) -> bool:
+        if self.has_base_prefix and not path.startswith(self.base_model_prefix + "/"):
+            return True  # a task head: new heads are initialised, as in Transformers
+        return any(re.search(p, path) for p in self.optional_weights)
+
+    # -- saving ----------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Parameters as a PyTorch-named {key: np.ndarray} dict, as ``save_pretrained`` writes them."""
+        flat = {p: np.asarray(v) for p, v in flatten(jax.device_get(self.params)).items()}
+        return flax_to_pytorch(self.conversion_table(self.config), flat)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *, max_shard_size: int | str = "5GB", **_: Any) -> None:
+        """Write config.json and model.safetensors (sharded past max_shard_size) that transformers loads as is."""
+        from .checkpoints import save_state_dict
+
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = copy.deepcopy(self.config)
+        config.architectures = [type(self).__name__]
+        config.dtype = self.dtype.name
+        config.save_pretrained(folder)
+        save_state_dict(self.state_dict(), folder, max_shard_size=max_shard_size)
+        generation_config = getattr(self, "generation_config", None)
+        if generation_config is not None:
+            generation_config.save_pretrained(folder)
+
+    # -- running ---------------------------------------------------------------------------------------------------
+    def __call__(self, *args: Any, params: Any = None, dropout_rng: Optional[jax.Array] = None, **kwargs: Any):
+        """Run the model. Keyword names follow Transformers; ``train=True`` with ``dropout_rng`` enables dropout."""
+        if args:
+            kwargs[self.main_input_name] = args[0]
+            if len(args) > 1:
+                raise TypeError("Pass model inputs after the first as keywords (attention_mask=..., ...).")
+        kwargs.pop("return_dict", None)
+        flags = {k: bool(kwargs.pop(k, False) or False) for k in _FLAGS}
+        inputs = self.prepare_inputs({k: v for k, v in kwargs.items() if v is not None})
+        if flags["train"] and dropout_rng is None:
+            raise ValueError("train=True needs dropout_rng=jax.random.PRNGKey(...) for dropout.")
+        rngs = {"dropout": dropout_rng} if flags["train"] else {}
+        if self._jitted is None:
+            self._jitted = jax.jit(self._apply, static_argnames=_FLAGS)
+        return self._jitted(self.params if params is None else params, inputs, rngs, **flags)
+
+    def _apply(self, params, inputs, rngs, output_hidden_states=False, output_attentions=False, train=False):
+        return self.module.apply(
+            {"params": params}, **inputs, deterministic=not train, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions, rngs=rngs,
+        )
+
+    def prepare_inputs(self, inputs: dict) -> dict:
+        """Check and convert inputs on the host; raises before JAX could clamp a bad index silently."""
+        for name, value in inputs.items():
+            inputs[name] = value if isinstance(value, jax.Array) else jnp.asarray(np.asarray(value))
+        self.validate_inputs(inputs)
+        return inputs
+
+    def validate_inputs(self, inputs: dict) -> None:
+        ids = inputs.get("input_ids")
+        if ids is None and inputs.get("inputs_embeds") is None:
+            raise ValueError(f"{type(self).__name__} needs input_ids (or inputs_embeds).")
+        if ids is not None:
+            check_ids(ids, "input_ids", getattr(self.config, "vocab_size", None))
+            limit = self.max_input_length()
+            if limit is not None and ids.shape[-1] > limit:
+                raise ValueError(
+                    f"input_ids has length {ids.shape[-1]}, longer than this model's limit of {limit} positions "
+                    "(max_position_embeddings); truncate the input (tokenizer(..., truncation=True))."
+                )
+        for name in ("attention_mask", "token_type_ids", "position_ids"):
+            if name in inputs and ids is not None and inputs[name].shape != ids.shape:
+                raise ValueError(f"{name} has shape {inputs[name].shape}, input_ids has {ids.shape}; they must match.")
+        if "token_type_ids" in inputs:
+            check_ids(inputs["token_type_ids"], "token_type_ids", getattr(self.config, "type_vocab_size", None))
+
+    # -- utilities -------------------------------------------------------------------------------------------------
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        flat = flatten(self.params)
+        return int(sum(np.prod(v.shape) for p, v in flat.items() if not (exclude_embeddings and p.endswith("embedding"))))
+
+    def resize_token_embeddings(self, new_num_tokens: int, pad_to_multiple_of: Optional[int] = None) -> "PreTrainedModel":
+        """Grow or shrink every vocabulary-sized parameter; new embedding rows are the mean of the old ones."""
+        if pad_to_multiple_of:
+            new_num_tokens = -(-new_num_tokens // pad_to_multiple_of) * pad_to_multiple_of
+        flat = flatten(self.params)
+        for path, value in flat.items():
+            for pattern, axis in self.vocab_params:
+                if re.search(pattern, path):
+                    flat[path] = _resize_axis(value, axis, new_num_tokens)
+        self.params = unflatten(flat)
+        self.config.vocab_size = new_num_tokens
+        self.module = self.module_class(config=self.config, dtype=self.dtype)
+        self._jitted = None
+        return self
+
+    def astype(self, dtype: Any) -> "PreTrainedModel":
+        """A copy with parameters and compute in ``dtype`` (e.g. jnp.bfloat16 for fast inference)."""
+        dtype = resolve_dtype(dtype)
+        return type(self)._from_parts(self.config, jax.tree_util.tree_map(lambda a: a.astype(dtype), self.params), dtype.name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config.model_type}, {self.num_parameters():,} parameters, {self.dtype.name})"
+
+
+def _resize_axis(value: jax.Array, axis: int, size: int) -> jax.Array:
+    old = value.shape[axis]
+    if size <= old:
+        return jax.lax.slice_in_dim(value, 0, size, axis=axis)
+    fill_shape = list(value.shape)
+    fill_shape[axis] = size - old
+    fill = jnp.broadcast_to(value.mean(axis=axis, keepdims=True), fill_shape) if value.ndim > 1 else jnp.zeros(fill_shape, value.dtype)
+    return jnp.concatenate([value, fill.astype(value.dtype)], axis=axis)
+
+
+def check_ids(ids: jax.Array, name: str, limit: Optional[int]) -> None:
+    """Integer dtype and every value in [0, limit): raises ValueError naming the first offending value."""
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"{name} must be integers, got dtype {ids.dtype}.")
+    if ids.size == 0:
+        return
+    host = np.asarray(ids)
+    low, high = host.min(), host.max()
+    if low < 0 or (limit is not None and high >= limit):
+        bad = low if low < 0 else high
+        where = tuple(int(i) for i in np.argwhere(host == bad)[0])
+        raise ValueError(f"{name} holds {bad} at index {where}, outside [0, {limit}); fix the ids or the tokenizer.")
