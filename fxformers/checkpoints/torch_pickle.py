@@ -15,6 +15,7 @@ truncated stream, or an absurd memo index is refused without running a single op
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import logging
@@ -208,6 +209,9 @@ def _allowed_global(module: str, name: str) -> Any:
 
 
 def _refuse(path: Path | str, module: str, name: str) -> UnsafeCheckpointError:
+    # protocol-2 pickles spell some Python 3 names the Python 2 way (__builtin__.eval): report the real name
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
     return UnsafeCheckpointError(
         f"{path} asks to load the Python global '{module}.{name}', which a PyTorch state dict never needs; "
         "refusing the file (nothing in it was executed). Its pickle may run arbitrary code: only load it with "
