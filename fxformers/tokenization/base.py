@@ -695,7 +695,15 @@ class PreTrainedTokenizer:
         if self._tokenizer.encode_special_tokens != split_special_tokens:
             self._tokenizer.encode_special_tokens = split_special_tokens
 
-        encodings = self._tokenizer.encode_batch(batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words)
+        try:
+            encodings = self._tokenizer.encode_batch(batch, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words)
+        except Exception as err:
+            if "Truncation error" not in str(err) or isinstance(err, ValueError):
+                raise
+            raise ValueError(
+                f"{err}. With truncation={truncation_strategy!r} and max_length={max_length}, the text being cut "
+                "cannot shrink enough (or is missing): raise max_length, or use truncation='longest_first'."
+            ) from err
 
         if return_overflowing_tokens:
             rows = []
@@ -853,6 +861,9 @@ class PreTrainedTokenizer:
 
     def batch_decode(self, sequences, skip_special_tokens: bool = False, clean_up_tokenization_spaces: Optional[bool] = None, **kwargs) -> list[str]:
         """A batch of id sequences back to texts."""
+        sequences = _to_py(sequences)
+        if isinstance(sequences, (list, tuple)) and len(sequences) == 0:
+            return []
         result = self.decode(sequences, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=clean_up_tokenization_spaces)
         return [result] if isinstance(result, str) else result
 

@@ -59,7 +59,8 @@ class BatchEncoding(dict):
     plus ``encodings``, the ``tokenizers.Encoding`` of each row, which back ``tokens()``, ``word_ids()``,
     ``sequence_ids()``, ``char_to_token()`` and friends.
 
-    ``be[str]`` is a field, ``be[int]`` the ``Encoding`` of that row, ``be[slice]`` a dict of sliced fields.
+    ``be[str]`` is a field, ``be[int]`` / ``be[slice]`` the ``Encoding`` objects of those rows (as in Transformers;
+    a BatchEncoding without encodings slices its fields instead).
     """
 
     def __init__(
@@ -82,7 +83,7 @@ class BatchEncoding(dict):
     def __getitem__(self, item):
         if isinstance(item, str):
             return dict.__getitem__(self, item)
-        if self._encodings is not None and isinstance(item, int):
+        if self._encodings is not None and isinstance(item, (int, slice)):
             return self._encodings[item]
         if isinstance(item, slice):
             return {key: value[item] for key, value in self.items()}

@@ -213,14 +213,26 @@ class T5Tokenizer(_FamilyTokenizer):
         spm = parse_spm_model(_need(files, SPM_FILES, cls.__name__))
         extra_ids = int(config.get("extra_ids", 100))
         vocab = [(p, s) for p, s, _ in spm.pieces] + [(f"<extra_id_{i}>", 0.0) for i in range(extra_ids - 1, -1, -1)]
-        extras = [str(t) for t in (config.get("extra_special_tokens") or config.get("additional_special_tokens") or [])]
-        spm_extras = _spm_extra_tokens(spm)
-        if not any("<extra_id_" in t for t in extras):
-            config["extra_special_tokens"] = (spm_extras if not extras else list(extras)) + [
-                f"<extra_id_{i}>" for i in range(extra_ids)
-            ]
-            config.pop("additional_special_tokens", None)
+        if not (config.get("extra_special_tokens") or config.get("additional_special_tokens")):
+            config["extra_special_tokens"] = _spm_extra_tokens(spm)
         return _metaspace_unigram(vocab, 2, spm.precompiled_charsmap, "always", split=True)
+
+    def __init__(self, tokenizer_object=None, **kwargs):
+        # the sentinels <extra_id_0> ... <extra_id_{extra_ids-1}> are special tokens, as in Transformers
+        extra_ids = int(kwargs.get("extra_ids", 100))
+        extras = kwargs.pop("extra_special_tokens", None) or kwargs.pop("additional_special_tokens", None)
+        if extras is None or isinstance(extras, (list, tuple)):
+            extras = list(extras or [])
+            n_sentinels = sum("<extra_id_" in str(t) for t in extras)
+            if n_sentinels == 0:
+                extras += [f"<extra_id_{i}>" for i in range(extra_ids)]
+            elif extra_ids > 0 and extra_ids != n_sentinels:
+                raise ValueError(
+                    f"extra_ids={extra_ids} but the extra special tokens hold {n_sentinels} <extra_id_N> sentinels; "
+                    "make them agree (or drop extra_ids from the config)."
+                )
+        kwargs["extra_special_tokens"] = extras
+        super().__init__(tokenizer_object, **kwargs)
 
     def legacy_post_processor(self):
         return processors.TemplateProcessing(
