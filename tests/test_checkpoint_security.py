@@ -189,10 +189,29 @@ def test_tensor_reaching_past_its_storage_is_an_error(tmp_path):
         load_torch_bin(path)
 
 
-def test_legacy_torch_format_has_clear_message(tmp_path):
+def test_legacy_format_malicious_pickle_is_refused(tmp_path, marker):
     path = tmp_path / "pytorch_model.bin"
-    torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match="legacy"):
+    torch.save({**small_state(), "evil": SystemCall(f"touch {marker}")}, path, _use_new_zipfile_serialization=False)
+    _check_refused(path, f"{os.system.__module__}.system")
+    assert not marker.exists()
+
+
+def test_legacy_format_loads(tmp_path):
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(small_state(), path, _use_new_zipfile_serialization=False)
+    state = load_torch_bin(path)
+    np.testing.assert_array_equal(state["view"], small_state()["w"][1:, 1:].numpy())
+    assert state["b16"].dtype.name == "bfloat16"
+
+
+def test_tar_format_has_clear_message(tmp_path):
+    import tarfile
+
+    path = tmp_path / "pytorch_model.bin"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("pickle")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(CheckpointError, match="tar"):
         load_state_dict(tmp_path)
 
 
@@ -335,6 +354,9 @@ def _valid_bin_bytes() -> bytes:
 
 
 VALID_BIN = _valid_bin_bytes()
+_legacy = io.BytesIO()
+torch.save(small_state(), _legacy, _use_new_zipfile_serialization=False)
+VALID_LEGACY_BIN = _legacy.getvalue()
 with zipfile.ZipFile(io.BytesIO(VALID_BIN)) as _z:
     VALID_PKL = _z.read(next(n for n in _z.namelist() if n.endswith("/data.pkl")))
 
@@ -386,4 +408,12 @@ def test_fuzz_pickle_stream(tmp_path_factory, mutation):
     src.write_bytes(VALID_BIN)
     path = folder / "pytorch_model.bin"
     rewrite_pickle(src, path, _mutate(VALID_PKL, *mutation))
+    _load_or_clean_error(path)
+
+
+@FUZZ
+@given(mutation=mutations)
+def test_fuzz_legacy_format(tmp_path_factory, mutation):
+    path = tmp_path_factory.mktemp("fuzz") / "pytorch_model.bin"
+    path.write_bytes(_mutate(VALID_LEGACY_BIN, *mutation))
     _load_or_clean_error(path)

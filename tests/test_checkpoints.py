@@ -29,12 +29,13 @@ from fxformers.checkpoints import (  # noqa: E402
 )
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-FORMATS = ["safetensors", "safetensors-sharded", "bin", "bin-sharded"]
+FORMATS = ["safetensors", "safetensors-sharded", "bin", "bin-sharded", "bin-legacy"]
 EXPECTED_FILE = {
     "safetensors": "model.safetensors",
     "safetensors-sharded": "model.safetensors.index.json",
     "bin": "pytorch_model.bin",
     "bin-sharded": "pytorch_model.bin.index.json",
+    "bin-legacy": "pytorch_model.bin",
 }
 
 
@@ -90,6 +91,9 @@ def bert_checkpoints(tmp_path_factory):
             elif fmt == "bin":
                 model.config.save_pretrained(folder)
                 torch.save(state, folder / "pytorch_model.bin")  # tied weights share a storage here
+            elif fmt == "bin-legacy":  # torch < 1.6 format, still on many old hub repositories
+                model.config.save_pretrained(folder)
+                torch.save(state, folder / "pytorch_model.bin", _use_new_zipfile_serialization=False)
             else:
                 model.config.save_pretrained(folder)
                 save_torch_sharded(state, folder)

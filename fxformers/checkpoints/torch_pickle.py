@@ -1,6 +1,6 @@
 """Read PyTorch ``torch.save`` checkpoints (``pytorch_model.bin``) into numpy, without importing torch.
 
-Since torch 1.6 such a file is a zip archive::
+Since torch 1.6 such a file is a zip archive (the older non-zip format is read too, see ``_load_legacy``)::
 
     <prefix>/data.pkl       a pickle of the state dict; tensors refer to storages by persistent id
     <prefix>/data/<key>     the raw bytes of storage <key> (stored, not compressed)
@@ -105,15 +105,42 @@ class _TorchDType:
 
 
 class _Storage:
-    """A storage read from ``data/<key>``: a flat numpy array of its elements."""
+    """A storage: a flat numpy array of its elements. In the legacy format the data follows the pickle, so
+    ``array`` is None until it is read; a legacy storage *view* is a slice ``[start, start + length)`` of
+    another storage."""
 
-    __slots__ = ("key", "array")
+    __slots__ = ("key", "array", "dtype", "numel", "base", "start")
 
-    def __init__(self, key: str, array: np.ndarray):
-        self.key, self.array = key, array
+    def __init__(self, key: str, array: np.ndarray | None, dtype: np.dtype, numel: int, base=None, start: int = 0):
+        self.key, self.array, self.dtype, self.numel, self.base, self.start = key, array, dtype, numel, base, start
 
     def __setstate__(self, state):  # a BUILD opcode aimed at a storage is not something torch writes
         raise pickle.UnpicklingError("a storage cannot be given state")
+
+    def resolve(self) -> np.ndarray:
+        if self.array is None and self.base is not None:
+            base = self.base.resolve()
+            if self.start + self.numel > base.size:
+                raise pickle.UnpicklingError(f"storage view {self.key} reaches past storage {self.base.key}")
+            self.array = base[self.start : self.start + self.numel]
+        if self.array is None:
+            raise pickle.UnpicklingError(f"the data of storage {self.key} is missing")
+        return self.array
+
+
+class _Pending:
+    """A tensor whose storage data has not been read yet (legacy format)."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, *args):
+        self.args = args
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("a tensor cannot be given state")
+
+    def materialize(self) -> np.ndarray:
+        return _tensor_from_storage(*self.args)
 
 
 def _is_int(x: Any) -> bool:
@@ -125,6 +152,8 @@ def _tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any, dtyp
     when it is a contiguous run of the storage, a copy otherwise. Offsets and strides count elements."""
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError(f"tensor storage is a {type(storage).__name__}, not a storage")
+    if storage.array is None:
+        storage.resolve()
     if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)):
         raise pickle.UnpicklingError("tensor size and stride must be tuples of the same length")
     if not (_is_int(offset) and offset >= 0 and all(_is_int(d) and d >= 0 for d in size + stride)):
@@ -159,10 +188,20 @@ def _tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any, dtyp
     return np.array(view, copy=True)
 
 
+def _tensor(storage, offset, size, stride, dtype) -> np.ndarray | _Pending:
+    if isinstance(storage, _Storage) and storage.array is None and (storage.base is None or storage.base.array is None):
+        return _Pending(storage, offset, size, stride, dtype)  # legacy format: data not read yet
+    return _tensor_from_storage(storage, offset, size, stride, dtype)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    return _tensor(storage, storage_offset, size, stride, None)
+
+
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
     if metadata:
         raise pickle.UnpicklingError(f"tensors with metadata {metadata!r} (conjugate/negative views) are not supported")
-    return _tensor_from_storage(storage, storage_offset, size, stride, None)
+    return _tensor(storage, storage_offset, size, stride, None)
 
 
 def _rebuild_tensor_v3(
@@ -172,11 +211,11 @@ def _rebuild_tensor_v3(
         raise pickle.UnpicklingError(f"tensor dtype {dtype!r} is not a torch dtype")
     if metadata:
         raise pickle.UnpicklingError(f"tensors with metadata {metadata!r} (conjugate/negative views) are not supported")
-    return _tensor_from_storage(storage, storage_offset, size, stride, dtype.dtype)
+    return _tensor(storage, storage_offset, size, stride, dtype.dtype)
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
-    if not isinstance(data, np.ndarray):
+    if not isinstance(data, (np.ndarray, _Pending)):
         raise pickle.UnpicklingError(f"parameter data is a {type(data).__name__}, not a tensor")
     return data
 
@@ -188,6 +227,8 @@ def _device(*args):
 def _allowed_global(module: str, name: str) -> Any:
     """The stand-in for an allowed global, or None."""
     if module in ("torch._utils", "torch"):
+        if name == "_rebuild_tensor":
+            return _rebuild_tensor
         if name == "_rebuild_tensor_v2":
             return _rebuild_tensor_v2
         if name == "_rebuild_tensor_v3":
@@ -222,13 +263,17 @@ def _refuse(path: Path | str, module: str, name: str) -> UnsafeCheckpointError:
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles a torch state dict: allows only the state-dict globals, maps storages to numpy arrays."""
+    """Unpickles a torch state dict: allows only the state-dict globals, maps storages to numpy arrays.
 
-    def __init__(self, data: bytes, *, path: str, load_storage):
-        super().__init__(io.BytesIO(data))
+    ``load_storage(key, dtype, numel)`` returns a storage's flat array (zip format), or None when the data
+    comes after the pickle (legacy format, where persistent ids also carry a view of their storage).
+    """
+
+    def __init__(self, file, *, path: str, load_storage=None):
+        super().__init__(io.BytesIO(file) if isinstance(file, (bytes, bytearray)) else file)
         self._path = path
         self._load_storage = load_storage
-        self._storages: dict[str, _Storage] = {}
+        self.storages: dict[str, _Storage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         found = _allowed_global(module, name)
@@ -237,30 +282,49 @@ class RestrictedUnpickler(pickle.Unpickler):
         return found
 
     def persistent_load(self, pid: Any) -> Any:
-        if not (isinstance(pid, tuple) and len(pid) == 5):
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6)) or (len(pid) == 6) != (self._load_storage is None):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-        typename, storage_type, key, _location, numel = pid
+        typename, storage_type, key, _location, numel = pid[:5]
         if isinstance(typename, bytes):
             typename = typename.decode("ascii", "replace")
         if typename != "storage" or not isinstance(storage_type, _StorageType):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
         if not (isinstance(key, str) and _is_int(numel) and numel >= 0):
             raise pickle.UnpicklingError(f"invalid storage reference {pid!r}")
-        storage = self._storages.get(key)
+        dtype = storage_type.dtype
+        storage = self.storages.get(key)
         if storage is None:
-            storage = _Storage(key, self._load_storage(key, storage_type.dtype, numel))
-            self._storages[key] = storage
-        elif storage.array.dtype != storage_type.dtype or storage.array.size != numel:
+            array = self._load_storage(key, dtype, numel) if self._load_storage is not None else None
+            storage = self.storages[key] = _Storage(key, array, dtype, numel)
+        elif storage.dtype != dtype or storage.numel != numel:
             raise pickle.UnpicklingError(f"storage {key} is referenced with two different types or sizes")
-        return storage
+        view = pid[5] if len(pid) == 6 else None
+        if view is None:
+            return storage
+        if not (isinstance(view, tuple) and len(view) == 3):
+            raise pickle.UnpicklingError(f"invalid storage view {view!r}")
+        view_key, start, length = view
+        if not (isinstance(view_key, str) and _is_int(start) and _is_int(length) and start >= 0 and length >= 0):
+            raise pickle.UnpicklingError(f"invalid storage view {view!r}")
+        if start + length > numel:
+            raise pickle.UnpicklingError(f"storage view {view_key} reaches past storage {key}")
+        existing = self.storages.get(view_key)
+        if existing is None:
+            existing = self.storages[view_key] = _Storage(view_key, None, dtype, length, base=storage, start=start)
+        return existing
 
 
 def _string_value(op_name: str, arg: Any) -> str | None:
     return arg if op_name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE") else None
 
 
-def scan_pickle(data: bytes, path: str) -> None:
-    """Refuse a pickle before running it: disallowed globals, malformed opcodes, absurd memo indices."""
+def scan_pickle(data: bytes | io.BufferedIOBase, path: str, limit: int | None = None) -> None:
+    """Refuse a pickle before running it: disallowed globals, malformed opcodes, absurd memo indices.
+
+    ``data`` is the pickle's bytes, or a file positioned at its start (read up to its STOP opcode).
+    """
+    if limit is None:
+        limit = len(data)
     memo: dict[int, Any] = {}
     recent: list[Any] = []  # values of the last pushes, enough to resolve STACK_GLOBAL's two strings
     n_ops = 0
@@ -280,7 +344,7 @@ def scan_pickle(data: bytes, path: str) -> None:
                 raise _refuse(path, "copyreg", f"extension code {arg}")
             elif name in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"):
                 index = len(memo) if name == "MEMOIZE" else int(arg)
-                if index > len(data):
+                if index > limit:
                     raise pickle.UnpicklingError(f"memo index {index} is larger than the pickle itself")
                 memo[index] = recent[-1] if recent else None
             elif name in ("BINGET", "LONG_BINGET", "GET"):
@@ -300,20 +364,93 @@ def scan_pickle(data: bytes, path: str) -> None:
         raise CheckpointError(f"{path} is not a valid PyTorch checkpoint: its pickle is empty.")
 
 
-_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+_LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_LEGACY_MAGIC = _LEGACY_MAGIC_NUMBER.to_bytes(10, "little")
+_LEGACY_PROTOCOL = 1001
+
+
+def _is_legacy(head: bytes) -> bool:
+    return head.startswith(b"\x80") and _LEGACY_MAGIC in head[:32]
 
 
 def _not_zip_error(path: Path, head: bytes) -> CheckpointError:
-    if head.startswith(b"\x80") and _LEGACY_MAGIC in head[:32]:
+    if len(head) >= 262 and head[257:262] == b"ustar":
         return CheckpointError(
-            f"{path} uses PyTorch's legacy (pre-1.6, non-zip) serialization, which fxformers does not read. "
-            "Re-save it with a recent torch (torch.save(torch.load(path, weights_only=True), path)) or convert "
-            "it to safetensors."
+            f"{path} uses PyTorch's oldest (tar) serialization, which fxformers does not read. Re-save it with a "
+            "recent torch (torch.save(torch.load(path, weights_only=True), path)) or convert it to safetensors."
         )
     return CheckpointError(
-        f"{path} is not a PyTorch checkpoint (not a zip archive as torch.save writes). The file is probably "
-        "truncated, corrupt or not a model file: delete it and download or save it again."
+        f"{path} is not a PyTorch checkpoint (neither the zip archive that torch.save writes nor its legacy "
+        "format). The file is probably truncated, corrupt or not a model file: delete it and download or save "
+        "it again."
     )
+
+
+class _BoundedReader:
+    """A file view whose reads never ask for more than the file holds (a corrupt length prefix in a pickle
+    would otherwise make ``read(n)`` allocate ``n`` bytes first)."""
+
+    def __init__(self, f, size: int):
+        self._f, self._size = f, size
+
+    def _cap(self, n: int | None) -> int:
+        remaining = max(self._size - self._f.tell(), 0)
+        return remaining if n is None or n < 0 else min(n, remaining)
+
+    def read(self, n: int | None = -1) -> bytes:
+        return self._f.read(self._cap(n))
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        return self._f.readinto(view[: self._cap(len(view))])
+
+    def readline(self, n: int | None = -1) -> bytes:
+        return self._f.readline(self._cap(n))
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
+def _load_legacy(path: Path) -> dict[str, np.ndarray]:
+    """torch.save's pre-1.6 format: pickles of (magic number, protocol, sys info, the object, storage keys),
+    then for each storage key a little-endian int64 element count and the raw little-endian data."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        bounded = _BoundedReader(f, size)
+
+        def restricted_load() -> tuple[Any, RestrictedUnpickler]:
+            start = f.tell()
+            scan_pickle(bounded, str(path), limit=size)
+            f.seek(start)
+            unpickler = RestrictedUnpickler(bounded, path=str(path), load_storage=None)
+            return unpickler.load(), unpickler
+
+        if restricted_load()[0] != _LEGACY_MAGIC_NUMBER:
+            raise CheckpointError(f"{path}: invalid magic number; the file is corrupt.")
+        protocol = restricted_load()[0]
+        if protocol != _LEGACY_PROTOCOL:
+            raise CheckpointError(f"{path}: unknown legacy torch protocol {protocol!r}.")
+        restricted_load()  # sys info: endianness and type sizes of the writer
+        result, unpickler = restricted_load()
+        keys, _ = restricted_load()
+        if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+            raise CheckpointError(f"{path}: the storage key list is corrupt.")
+        for key in keys:
+            storage = unpickler.storages.get(key)
+            if storage is None or storage.base is not None or storage.array is not None:
+                raise CheckpointError(f"{path}: storage {key!r} is listed but not used, or listed twice.")
+            count = f.read(8)
+            numel = int.from_bytes(count, "little") if len(count) == 8 else -1
+            nbytes = numel * storage.dtype.itemsize
+            if numel != storage.numel or f.tell() + nbytes > size:
+                raise CheckpointError(f"{path}: storage {key} is cut short or does not match its tensors.")
+            array = np.empty(numel, dtype=storage.dtype)
+            if nbytes and f.readinto(memoryview(array.view(np.uint8))) != nbytes:
+                raise CheckpointError(f"{path}: storage {key} is cut short.")
+            if sys.byteorder == "big" and storage.dtype.itemsize > 1:
+                array = array.view(f"u{storage.dtype.itemsize}").byteswap().view(storage.dtype)
+            storage.array = array
+    return _as_state_dict(result, path)
 
 
 def load_torch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -325,11 +462,21 @@ def load_torch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(64)
+            head = f.read(512)
     except OSError as err:
         raise CheckpointError(f"cannot read {path}: {err}") from err
     if not head.startswith(b"PK"):
-        raise _not_zip_error(path, head)
+        if not _is_legacy(head):
+            raise _not_zip_error(path, head)
+        try:
+            return _load_legacy(path)
+        except (UnsafeCheckpointError, CheckpointError):
+            raise
+        except Exception as err:  # anything a hostile or corrupt pickle can provoke
+            raise CheckpointError(
+                f"{path} is not a valid PyTorch checkpoint ({type(err).__name__}: {err}). The file is probably "
+                "truncated or corrupt: delete it and download or save it again."
+            ) from err
     try:
         archive = zipfile.ZipFile(path)
     except Exception as err:
@@ -411,6 +558,8 @@ def _as_state_dict(obj: Any, path: Path) -> dict[str, np.ndarray]:
     state: dict[str, np.ndarray] = {}
     skipped = []
     for key, value in obj.items():
+        if isinstance(value, _Pending):
+            value = value.materialize()
         if isinstance(key, str) and isinstance(value, np.ndarray):
             state[key] = value
         else:
