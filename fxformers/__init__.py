@@ -1,3 +1,70 @@
-"""fxformers: Hugging Face Transformers, as pure JAX functions over plain pytrees."""
+"""fxformers: Hugging Face Transformers, as pure JAX functions over plain pytrees.
+
+Public names are imported lazily: ``import fxformers`` is cheap, and ``fxformers.BertModel`` imports only BERT.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_MODELS = {
+    "bert": ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
+             "BertForQuestionAnswering", "BertForMaskedLM", "BertForMultipleChoice"],
+    "roberta": ["RobertaConfig", "XLMRobertaConfig"] + [
+        f"{p}{h}" for p in ("Roberta", "XLMRoberta") for h in (
+            "Model", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMaskedLM",
+            "ForMultipleChoice")],
+    "distilbert": ["DistilBertConfig", "DistilBertModel", "DistilBertForSequenceClassification",
+                   "DistilBertForTokenClassification", "DistilBertForQuestionAnswering", "DistilBertForMaskedLM",
+                   "DistilBertForMultipleChoice"],
+}
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "PretrainedConfig": "fxformers.configuration",
+    "PreTrainedModel": "fxformers.modeling",
+    "AutoConfig": "fxformers.auto",
+    "AutoModel": "fxformers.auto",
+    "AutoModelForSequenceClassification": "fxformers.auto",
+    "AutoModelForTokenClassification": "fxformers.auto",
+    "AutoModelForQuestionAnswering": "fxformers.auto",
+    "AutoModelForMaskedLM": "fxformers.auto",
+    "AutoModelForMultipleChoice": "fxformers.auto",
+    "AutoModelForCausalLM": "fxformers.auto",
+    "AutoModelForSeq2SeqLM": "fxformers.auto",
+    "ConversionTable": "fxformers.convert",
+    "Rule": "fxformers.convert",
+    "load_state_dict": "fxformers.checkpoints",
+    "save_state_dict": "fxformers.checkpoints",
+    "UnsafeCheckpointError": "fxformers.checkpoints",
+    "CheckpointError": "fxformers.checkpoints",
+}
+for _package, _names in _MODELS.items():
+    for _name in _names:
+        _module = "configuration" if _name.endswith("Config") else "modeling"
+        _EXPORTS[_name] = f"fxformers.models.{_package}.{_module}"
+for _name in (
+    "AutoTokenizer", "BatchEncoding", "PreTrainedTokenizer", "PreTrainedTokenizerFast", "BertTokenizer",
+    "BertTokenizerFast", "DistilBertTokenizer", "DistilBertTokenizerFast", "RobertaTokenizer", "RobertaTokenizerFast",
+    "BartTokenizer", "BartTokenizerFast", "XLMRobertaTokenizer", "XLMRobertaTokenizerFast", "GPT2Tokenizer",
+    "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast", "LlamaTokenizer", "LlamaTokenizerFast",
+):
+    _EXPORTS[_name] = "fxformers.tokenization"
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fxformers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # cache: the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
