@@ -592,3 +592,60 @@ def test_pad_method(assets):
     ours = fx.pad([dict(f) for f in feats], padding="max_length", max_length=40, padding_side="left")
     theirs = hf.pad([dict(f) for f in feats], padding="max_length", max_length=40, padding_side="left")
     assert _norm(dict(ours)) == _norm(dict(theirs))
+
+
+def test_hub_cache_layout(assets, tmp_path):
+    """A hub id resolves through a local cache laid out as the Hugging Face hub cache (no network)."""
+    repo = tmp_path / "models--acme--tiny-roberta"
+    snapshot = repo / "snapshots" / "0123456789abcdef"
+    shutil.copytree(assets["roberta_json"], snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+    fx = AutoTokenizer.from_pretrained("acme/tiny-roberta", cache_dir=tmp_path)
+    hf = transformers.AutoTokenizer.from_pretrained(str(snapshot))
+    assert_same(fx(CORPUS, padding=True), hf(CORPUS, padding=True))
+    with pytest.raises(OSError):
+        AutoTokenizer.from_pretrained("acme/not-cached", cache_dir=tmp_path)
+
+
+def test_transformers4_added_tokens_decoder_config(assets, tmp_path):
+    """The Transformers-4 layout: vocab.txt, special tokens as serialised AddedToken dicts, added_tokens_decoder."""
+    shutil.copy(minilm_path() / "vocab.txt", tmp_path / "vocab.txt")
+    vocab = (tmp_path / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    added = {}
+    for tok in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"):
+        added[str(vocab.index(tok))] = {"content": tok, "lstrip": False, "normalized": False, "rstrip": False,
+                                        "single_word": False, "special": True}
+    added[str(len(vocab))] = {"content": "<ent>", "lstrip": False, "normalized": True, "rstrip": False,
+                              "single_word": False, "special": False}
+    _write_config(
+        tmp_path, tokenizer_class="BertTokenizerFast", do_lower_case=True, model_max_length=64,
+        added_tokens_decoder=added, clean_up_tokenization_spaces=True,
+        mask_token={"__type": "AddedToken", "content": "[MASK]", "lstrip": True, "normalized": False, "rstrip": False, "single_word": False},
+        pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
+    )
+    fx, hf = AutoTokenizer.from_pretrained(tmp_path), transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert fx.get_vocab() == hf.get_vocab()
+    texts = ["an <ent> here [MASK] there", "Don't stop , please !"] + CORPUS
+    assert_same(*both((fx, hf), texts, padding=True, return_offsets_mapping=True))
+    ids = hf(texts)["input_ids"]
+    assert fx.batch_decode(ids) == hf.batch_decode(ids)
+    assert fx.batch_decode(ids, skip_special_tokens=True) == hf.batch_decode(ids, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("flag", [dict(add_eos_token=True), dict(add_bos_token=False), dict(add_bos_token=True, add_eos_token=True)])
+def test_add_bos_eos_overrides(assets, flag):
+    path = str(assets["llama_json"])
+    fx, hf = AutoTokenizer.from_pretrained(path, **flag), transformers.AutoTokenizer.from_pretrained(path, **flag)
+    assert_same(*both((fx, hf), CORPUS, ["x y"] * len(CORPUS)))
+
+
+def test_too_long_warning(assets, caplog):
+    fx = AutoTokenizer.from_pretrained(assets["minilm"], model_max_length=8)
+    with caplog.at_level("WARNING", logger="fxformers.tokenization.base"):
+        fx(LONG)
+    assert "longer than the specified maximum" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fxformers.tokenization.base"):
+        AutoTokenizer.from_pretrained(assets["minilm"], model_max_length=8)(LONG, verbose=False)
+    assert caplog.text == ""
