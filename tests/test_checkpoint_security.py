@@ -151,6 +151,50 @@ def test_crafted_pickles_are_refused(tmp_path, payload, refused):
     _check_refused(path, refused)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # BUILD with a dict state on an allowed function
+        b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n}X\x0c\x00\x00\x00__defaults__K\x01sb.",
+        # BUILD with (None, slotstate): setattr(function, "__defaults__", (1,))
+        b"\x80\x02ctorch._utils\n_rebuild_parameter\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86b.",
+        # BUILD on a storage type stand-in, trying to change its dtype
+        b"\x80\x02ctorch\nFloatStorage\nN}X\x05\x00\x00\x00dtypeX\x01\x00\x00\x00Os\x86b.",
+    ],
+)
+def test_pickle_cannot_modify_the_allowed_globals(tmp_path, payload):
+    from fxformers.checkpoints import torch_pickle
+
+    defaults = (torch_pickle._rebuild_tensor_v2.__defaults__, torch_pickle._rebuild_parameter.__defaults__)
+    path = tmp_path / "pytorch_model.bin"
+    rewrite_pickle(valid_bin(tmp_path), path, payload)
+    with pytest.raises(CheckpointError, match="cannot be given state"):
+        load_torch_bin(path)
+    assert (torch_pickle._rebuild_tensor_v2.__defaults__, torch_pickle._rebuild_parameter.__defaults__) == defaults
+    assert torch_pickle.STORAGE_DTYPES["FloatStorage"] == np.float32
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_every_pickle_protocol_loads(tmp_path, protocol):
+    path = tmp_path / "pytorch_model.bin"
+    state = {f"module.{i}.weight": torch.full((2,), float(i)) for i in range(50)}
+    torch.save(state, path, pickle_protocol=protocol)
+    loaded = load_torch_bin(path)
+    assert len(loaded) == 50 and loaded["module.49.weight"].tolist() == [49.0, 49.0]
+
+
+def test_frame_opcode_between_stack_global_strings():
+    """Protocol 4 starts a new FRAME wherever 64 KiB fill up, also between STACK_GLOBAL's two strings."""
+    from fxformers.checkpoints.torch_pickle import scan_pickle
+
+    frame = b"\x95" + (0).to_bytes(8, "little")
+    ok = b"\x80\x04\x8c\x0ctorch._utils" + frame + b"\x8c\x12_rebuild_tensor_v2" + frame + b"\x93."
+    scan_pickle(ok, "x.bin")
+    bad = b"\x80\x04\x8c\x02os" + frame + b"\x8c\x06system" + frame + b"\x93."
+    with pytest.raises(UnsafeCheckpointError, match="os.system"):
+        scan_pickle(bad, "x.bin")
+
+
 def test_copyreg_extension_codes_are_refused(tmp_path):
     path = tmp_path / "pytorch_model.bin"
     rewrite_pickle(valid_bin(tmp_path), path, b"\x80\x02\x82\x01)R.")  # EXT1 1

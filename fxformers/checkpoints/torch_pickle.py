@@ -83,25 +83,43 @@ TORCH_DTYPES: dict[str, np.dtype] = {
 _MAX_EXPANDED_BYTES = 1 << 28
 
 
+def _no_state(self, state):
+    # BUILD on a stand-in would let the pickle overwrite its attributes (or a function's __defaults__)
+    raise pickle.UnpicklingError(f"a {type(self).__name__} cannot be given state")
+
+
 class _StorageType:
     """Stands for ``torch.FloatStorage`` & co. in the pickle; only carries the element dtype."""
 
     __slots__ = ("name", "dtype")
+    __setstate__ = _no_state
 
     def __init__(self, name: str, dtype: np.dtype):
         self.name, self.dtype = name, dtype
-
-    def __reduce__(self):  # never pickled back
-        raise TypeError("not picklable")
 
 
 class _TorchDType:
     """Stands for ``torch.float32`` & co. in the pickle."""
 
     __slots__ = ("name", "dtype")
+    __setstate__ = _no_state
 
     def __init__(self, name: str, dtype: np.dtype):
         self.name, self.dtype = name, dtype
+
+
+class _Function:
+    """An allowed function as the pickle sees it: callable with positional arguments, nothing else; a fresh
+    one per lookup, so nothing a pickle does to it outlives the load."""
+
+    __slots__ = ("_fn",)
+    __setstate__ = _no_state
+
+    def __init__(self, fn):
+        self._fn = fn
+
+    def __call__(self, *args):
+        return self._fn(*args)
 
 
 class _Storage:
@@ -114,8 +132,7 @@ class _Storage:
     def __init__(self, key: str, array: np.ndarray | None, dtype: np.dtype, numel: int, base=None, start: int = 0):
         self.key, self.array, self.dtype, self.numel, self.base, self.start = key, array, dtype, numel, base, start
 
-    def __setstate__(self, state):  # a BUILD opcode aimed at a storage is not something torch writes
-        raise pickle.UnpicklingError("a storage cannot be given state")
+    __setstate__ = _no_state
 
     def resolve(self) -> np.ndarray:
         if self.array is None and self.base is not None:
@@ -136,8 +153,7 @@ class _Pending:
     def __init__(self, *args):
         self.args = args
 
-    def __setstate__(self, state):
-        raise pickle.UnpicklingError("a tensor cannot be given state")
+    __setstate__ = _no_state
 
     def materialize(self) -> np.ndarray:
         return _tensor_from_storage(*self.args)
@@ -224,28 +240,28 @@ def _device(*args):
     return str(args[0]) if args else "cpu"
 
 
+_FUNCTIONS = {
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch", "device"): _device,
+}
+
+
 def _allowed_global(module: str, name: str) -> Any:
-    """The stand-in for an allowed global, or None."""
-    if module in ("torch._utils", "torch"):
-        if name == "_rebuild_tensor":
-            return _rebuild_tensor
-        if name == "_rebuild_tensor_v2":
-            return _rebuild_tensor_v2
-        if name == "_rebuild_tensor_v3":
-            return _rebuild_tensor_v3
-        if name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
-            return _rebuild_parameter
+    """A fresh stand-in for an allowed global, or None. This is the whole allow-list."""
+    if (module, name) in _FUNCTIONS:
+        return _Function(_FUNCTIONS[module, name])
     if module == "collections" and name == "OrderedDict":
-        return collections.OrderedDict
-    if module == "torch":
-        if name in STORAGE_DTYPES:
-            return _StorageType(name, STORAGE_DTYPES[name])
-        if name in TORCH_DTYPES:
-            return _TorchDType(name, TORCH_DTYPES[name])
-        if name == "device":
-            return _device
+        return collections.OrderedDict  # an immutable built-in type: BUILD cannot change it
+    if module == "torch" and name in STORAGE_DTYPES:
+        return _StorageType(name, STORAGE_DTYPES[name])
     if module == "torch.storage" and name == "UntypedStorage":
         return _StorageType(name, STORAGE_DTYPES[name])
+    if module == "torch" and name in TORCH_DTYPES:
+        return _TorchDType(name, TORCH_DTYPES[name])
     return None
 
 
@@ -349,7 +365,7 @@ def scan_pickle(data: bytes | io.BufferedIOBase, path: str, limit: int | None = 
                 memo[index] = recent[-1] if recent else None
             elif name in ("BINGET", "LONG_BINGET", "GET"):
                 recent.append(memo.get(int(arg)))
-            else:
+            elif name not in ("FRAME", "PROTO", "STOP"):
                 recent.append(_string_value(name, arg))
             if len(recent) > 8:
                 del recent[:-4]
