@@ -291,6 +291,7 @@ def test_pairs(assets, name):
     firsts = CORPUS[: len(PAIRS)]
     assert_same(*both(pair, firsts, PAIRS, return_offsets_mapping=True))
     assert_same(*both(pair, "What is this?", "It is a test.", return_token_type_ids=True))
+    assert_same(*both(pair, list(zip(firsts, PAIRS)), return_offsets_mapping=True))
 
 
 @pytest.mark.parametrize("name", PADDABLE)
@@ -649,3 +650,26 @@ def test_too_long_warning(assets, caplog):
     with caplog.at_level("WARNING", logger="fxformers.tokenization.base"):
         AutoTokenizer.from_pretrained(assets["minilm"], model_max_length=8)(LONG, verbose=False)
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize("name,filename", [("t5_legacy", "spiece.model"), ("llama_legacy", "tokenizer.model"), ("xlmr_legacy", "sentencepiece.bpe.model")])
+def test_spm_reader_matches_protobuf(assets, name, filename):
+    """fxformers reads SentencePiece models without sentencepiece; compare with the official protobuf."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    from fxformers.tokenization.spm import parse_spm_model
+
+    path = assets[name] / filename
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(path.read_bytes())
+    ours = parse_spm_model(path)
+    assert [(p, t) for p, _, t in ours.pieces] == [(p.piece, p.type) for p in proto.pieces]
+    np.testing.assert_array_equal(np.float32([s for _, s, _ in ours.pieces]), np.float32([p.score for p in proto.pieces]))
+    spec = proto.trainer_spec
+    assert (ours.model_type, ours.byte_fallback) == (spec.model_type, spec.byte_fallback)
+    assert (ours.unk_id, ours.bos_id, ours.eos_id, ours.pad_id) == (spec.unk_id, spec.bos_id, spec.eos_id, spec.pad_id)
+    assert (ours.unk_piece, ours.bos_piece, ours.eos_piece, ours.pad_piece) == (spec.unk_piece, spec.bos_piece, spec.eos_piece, spec.pad_piece)
+    assert ours.precompiled_charsmap == proto.normalizer_spec.precompiled_charsmap
+    assert ours.add_dummy_prefix == proto.normalizer_spec.add_dummy_prefix
+    with pytest.raises(ValueError, match="SentencePiece"):
+        parse_spm_model(b"\xff\xff\xff not a model")

@@ -913,7 +913,8 @@ class PreTrainedTokenizer:
             if value is not None:
                 config[key] = str(value)
         if self._extra_special_tokens:
-            config["extra_special_tokens"] = [str(t) for t in self._extra_special_tokens]
+            # the Transformers-4 key: Transformers 5 reads it as extra_special_tokens, while 4 expects a dict there
+            config["additional_special_tokens"] = [str(t) for t in self._extra_special_tokens]
         if self.chat_template is not None:
             config["chat_template"] = self.chat_template
         config["tokenizer_class"] = self.saved_class_name or "PreTrainedTokenizerFast"
