@@ -288,6 +288,7 @@ def test_flax_msgpack_recovers_torch_state(tmp_path, n_shards, dtype_name):
     assert set(state) == set(torch_state)
     for key, value in state.items():
         assert_bit_equal(value, to_numpy(torch_state[key]), key)
+        assert value.flags.writeable
 
 
 def test_flax_generic_rule_conv_and_batch_stats():

@@ -21,17 +21,13 @@ Adding or removing the base-model prefix is the model converter's job, not this 
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from .errors import CheckpointError, CheckpointNotFoundError
-
-logger = logging.getLogger(__name__)
+from .errors import CheckpointError
 
 
 def _corrupt(path: Path, err: Exception) -> CheckpointError:
@@ -92,6 +88,8 @@ def flax_to_pytorch(flat: Mapping[tuple[str, ...], np.ndarray]) -> dict[str, np.
             key = key[:-1] + ("running_mean",)
         elif "var" in last:
             key = key[:-1] + ("running_var",)
+        if not tensor.flags.writeable:  # msgpack_restore returns read-only views of the file's bytes
+            tensor = tensor.copy()
         if has_batch_stats:
             key = key[1:]  # drop the "params" / "batch_stats" collection name
         name = ".".join(key)
