@@ -37,6 +37,11 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForMaskedLM": "XLMRobertaForMaskedLM",
         "AutoModelForMultipleChoice": "XLMRobertaForMultipleChoice",
     }),
+    "gpt2": ("gpt2", "GPT2Config", {
+        "AutoModel": "GPT2Model",
+        "AutoModelForCausalLM": "GPT2LMHeadModel",
+        "AutoModelForSequenceClassification": "GPT2ForSequenceClassification",
+    }),
     "distilbert": ("distilbert", "DistilBertConfig", {
         "AutoModel": "DistilBertModel",
         "AutoModelForSequenceClassification": "DistilBertForSequenceClassification",

@@ -7,9 +7,27 @@ The loop lives here; models plug in through a two-method protocol documented in 
 
 with every leaf of ``state`` batch-leading, so beam search reorders it with ``jnp.take(leaf, idx, axis=0)`` and
 expands it with ``jnp.repeat``. Decoder-only output is ``[prompt | new]``; encoder-decoder
-(``config.is_encoder_decoder``) output is ``[decoder_start_token_id | new]``.
+(``config.is_encoder_decoder``) output is ``[decoder_start_token_id | new]``. Decoder-only models get both methods
+from :class:`.decoder_only.DecoderOnlyGenerationMixin`; encoder-decoders mix in :class:`GenerationMixin` and
+implement them.
 """
 
+from .configuration import GenerationConfig
+from .processors import (
+    SequenceView,
+    apply_temperature,
+    min_p_filter,
+    no_repeat_ngram_mask,
+    repetition_penalty,
+    top_k_filter,
+    top_k_top_p_filtering,
+    top_p_filter,
+)
 from .protocol import GenerationModel
+from .utils import GenerationMixin, bucket_length
 
-__all__ = ["GenerationModel"]
+__all__ = [
+    "GenerationConfig", "GenerationMixin", "GenerationModel", "SequenceView", "apply_temperature", "bucket_length",
+    "min_p_filter", "no_repeat_ngram_mask", "repetition_penalty", "top_k_filter", "top_k_top_p_filtering",
+    "top_p_filter",
+]

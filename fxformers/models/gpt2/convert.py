@@ -1,0 +1,33 @@
+"""GPT-2 conversion rules: PyTorch state-dict keys <-> Flax parameter paths (Conv1D weights are already [in, out])."""
+
+from ...convert import ConversionTable, conv1d, embedding, layer_norm, linear
+
+# Buffers older checkpoints carry (the causal mask), never weights.
+BUFFERS = (r"\.attn\.bias$", r"\.attn\.masked_bias$")
+
+
+def base_table() -> ConversionTable:
+    pt, fx = "h.{i}.", "h_{i}/"
+    rules = (
+        embedding("wte", "wte")
+        + embedding("wpe", "wpe")
+        + layer_norm(pt + "ln_1", fx + "ln_1")
+        + conv1d(pt + "attn.c_attn", fx + "attn/c_attn")
+        + conv1d(pt + "attn.c_proj", fx + "attn/c_proj")
+        + layer_norm(pt + "ln_2", fx + "ln_2")
+        + conv1d(pt + "mlp.c_fc", fx + "mlp/c_fc")
+        + conv1d(pt + "mlp.c_proj", fx + "mlp/c_proj")
+        + layer_norm("ln_f", "ln_f")
+    )
+    return ConversionTable(rules, BUFFERS)
+
+
+def lm_head_table(config) -> ConversionTable:
+    table = base_table().prefixed("transformer.", "transformer/")
+    if config.tie_word_embeddings:
+        return table + ConversionTable([], (r"^lm_head\.weight$",))
+    return table + ConversionTable(linear("lm_head", "lm_head", bias=False))
+
+
+def sequence_classification_table() -> ConversionTable:
+    return base_table().prefixed("transformer.", "transformer/") + ConversionTable(linear("score", "score", bias=False))
