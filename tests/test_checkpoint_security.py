@@ -420,7 +420,7 @@ mutations = st.tuples(
     st.none() | st.integers(0, 10**6),
 )
 FUZZ = settings(
-    max_examples=150, deadline=2000, derandomize=True, database=None,
+    max_examples=100, deadline=2000, derandomize=True, database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 

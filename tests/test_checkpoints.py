@@ -195,6 +195,14 @@ def test_no_weights_lists_names_and_folder(tmp_path):
     assert isinstance(err.value, CheckpointError) and isinstance(err.value, FileNotFoundError)
 
 
+def test_unknown_hub_name_offline_fails_fast(tmp_path, monkeypatch):
+    from fxformers.hub import ModelNotFoundError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="org/absent"):
+        load_state_dict("org/absent", cache_dir=tmp_path)
+
+
 def test_hub_cache_layout(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     repo = tmp_path / "models--org--tiny"
