@@ -673,3 +673,18 @@ def test_spm_reader_matches_protobuf(assets, name, filename):
     assert ours.add_dummy_prefix == proto.normalizer_spec.add_dummy_prefix
     with pytest.raises(ValueError, match="SentencePiece"):
         parse_spm_model(b"\xff\xff\xff not a model")
+
+
+def test_legacy_added_tokens_json(assets, tmp_path):
+    shutil.copytree(assets["gpt2_legacy"], tmp_path / "t")
+    d = tmp_path / "t"
+    n = len(json.loads((d / "vocab.json").read_text()))
+    (d / "added_tokens.json").write_text(json.dumps({"<sep>": n, "hello_world": n + 1}))
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    cfg["additional_special_tokens"] = ["<sep>"]
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    fx, hf = AutoTokenizer.from_pretrained(d), transformers.AutoTokenizer.from_pretrained(str(d))
+    assert fx.get_vocab() == hf.get_vocab()
+    text = "say hello_world<sep>and more"
+    assert_same(fx(text, return_offsets_mapping=True), hf(text, return_offsets_mapping=True))
+    assert fx.decode(hf.encode(text), skip_special_tokens=True) == hf.decode(hf.encode(text), skip_special_tokens=True)

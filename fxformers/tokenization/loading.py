@@ -70,6 +70,9 @@ def load_tokenizer(
     config.pop("auto_map", None)
     config.pop("init_inputs", None)
     tokenizer_file = find(TOKENIZER_FILE)
+    chat_template_file = find("chat_template.jinja")
+    if chat_template_file is not None:
+        config.setdefault("chat_template", chat_template_file.read_text(encoding="utf-8"))
 
     if cls is None:
         cls = class_for_name(class_name)
