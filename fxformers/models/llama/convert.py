@@ -1,0 +1,31 @@
+"""Llama-family conversion rules (Llama, Mistral, Qwen2 share the key names)."""
+
+from ...convert import ConversionTable, Rule, embedding, linear
+
+BUFFERS = (r"rotary_emb\.inv_freq$",)
+
+
+def base_table(config) -> ConversionTable:
+    pt, fx = "layers.{i}.", "layers_{i}/"
+    qkv, o, mlp = config.qkv_bias(), config.o_bias(), bool(config.mlp_bias)
+    rules = (
+        embedding("embed_tokens", "embed_tokens")
+        + linear(pt + "self_attn.q_proj", fx + "self_attn/q_proj", qkv)
+        + linear(pt + "self_attn.k_proj", fx + "self_attn/k_proj", qkv)
+        + linear(pt + "self_attn.v_proj", fx + "self_attn/v_proj", qkv)
+        + linear(pt + "self_attn.o_proj", fx + "self_attn/o_proj", o)
+        + linear(pt + "mlp.gate_proj", fx + "mlp/gate_proj", mlp)
+        + linear(pt + "mlp.up_proj", fx + "mlp/up_proj", mlp)
+        + linear(pt + "mlp.down_proj", fx + "mlp/down_proj", mlp)
+        + [Rule(pt + "input_layernorm.weight", fx + "input_layernorm/weight"),
+           Rule(pt + "post_attention_layernorm.weight", fx + "post_attention_layernorm/weight"),
+           Rule("norm.weight", "norm/weight")]
+    )
+    return ConversionTable(rules, BUFFERS)
+
+
+def causal_lm_table(config) -> ConversionTable:
+    table = base_table(config).prefixed("model.", "model/")
+    if config.tie_word_embeddings:
+        return table + ConversionTable([], (r"^lm_head\.weight$",))
+    return table + ConversionTable(linear("lm_head", "lm_head", bias=False))
