@@ -42,9 +42,6 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForCausalLM": "GPT2LMHeadModel",
         "AutoModelForSequenceClassification": "GPT2ForSequenceClassification",
     }),
-    "llama": ("llama", "LlamaConfig", {"AutoModel": "LlamaModel", "AutoModelForCausalLM": "LlamaForCausalLM"}),
-    "mistral": ("llama", "MistralConfig", {"AutoModel": "MistralModel", "AutoModelForCausalLM": "MistralForCausalLM"}),
-    "qwen2": ("llama", "Qwen2Config", {"AutoModel": "Qwen2Model", "AutoModelForCausalLM": "Qwen2ForCausalLM"}),
     "distilbert": ("distilbert", "DistilBertConfig", {
         "AutoModel": "DistilBertModel",
         "AutoModelForSequenceClassification": "DistilBertForSequenceClassification",
@@ -52,6 +49,21 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForQuestionAnswering": "DistilBertForQuestionAnswering",
         "AutoModelForMaskedLM": "DistilBertForMaskedLM",
         "AutoModelForMultipleChoice": "DistilBertForMultipleChoice",
+    }),
+    "t5": ("t5", "T5Config", {
+        "AutoModel": "T5Model",
+        "AutoModelForSeq2SeqLM": "T5ForConditionalGeneration",
+        "AutoModelForTextEncoding": "T5EncoderModel",
+    }),
+    "mt5": ("t5", "MT5Config", {
+        "AutoModel": "MT5Model",
+        "AutoModelForSeq2SeqLM": "MT5ForConditionalGeneration",
+        "AutoModelForTextEncoding": "MT5EncoderModel",
+    }),
+    "bart": ("bart", "BartConfig", {
+        "AutoModel": "BartModel",
+        "AutoModelForSeq2SeqLM": "BartForConditionalGeneration",
+        "AutoModelForSequenceClassification": "BartForSequenceClassification",
     }),
 }
 
@@ -138,3 +150,4 @@ AutoModelForMaskedLM = _auto("AutoModelForMaskedLM")
 AutoModelForMultipleChoice = _auto("AutoModelForMultipleChoice")
 AutoModelForCausalLM = _auto("AutoModelForCausalLM")
 AutoModelForSeq2SeqLM = _auto("AutoModelForSeq2SeqLM")
+AutoModelForTextEncoding = _auto("AutoModelForTextEncoding")
