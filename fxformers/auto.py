@@ -42,6 +42,9 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForCausalLM": "GPT2LMHeadModel",
         "AutoModelForSequenceClassification": "GPT2ForSequenceClassification",
     }),
+    "llama": ("llama", "LlamaConfig", {"AutoModel": "LlamaModel", "AutoModelForCausalLM": "LlamaForCausalLM"}),
+    "mistral": ("llama", "MistralConfig", {"AutoModel": "MistralModel", "AutoModelForCausalLM": "MistralForCausalLM"}),
+    "qwen2": ("llama", "Qwen2Config", {"AutoModel": "Qwen2Model", "AutoModelForCausalLM": "Qwen2ForCausalLM"}),
     "distilbert": ("distilbert", "DistilBertConfig", {
         "AutoModel": "DistilBertModel",
         "AutoModelForSequenceClassification": "DistilBertForSequenceClassification",
