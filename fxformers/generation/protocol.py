@@ -20,6 +20,8 @@ V vocabulary.
     * encoder-decoder (``config.is_encoder_decoder``): ``input_ids`` is the encoder input, RIGHT-padded by the loop's
       bucketing (``attention_mask`` 0 on pads; honour it). Run the encoder once, precompute the cross-attention K/V,
       feed ``decoder_start_token_id`` at decoder position 0, and return the logits for the first generated token.
+      The loop passes the start token it resolved as the keyword ``decoder_start_token_id`` (generate() may override
+      the config's), so an encoder-decoder's ``prepare_generation`` accepts it.
       ``max_length`` counts decoder positions including the start token (the loop feeds at most ``max_length - 1``
       more tokens).
 

@@ -347,7 +347,9 @@ def _run_program(model, program: _Program, params, input_ids, attention_mask, fi
     batch, t_in = input_ids.shape
     s = program.buffer_length
     max_positions = s if not program.is_encoder_decoder else s
-    logits, state = model.prepare_generation(params, input_ids, attention_mask, max_positions)
+    # encoder-decoders get the resolved start token (generate(decoder_start_token_id=...) may override the config's)
+    extra = {"decoder_start_token_id": program.decoder_start_token_id} if program.is_encoder_decoder else {}
+    logits, state = model.prepare_generation(params, input_ids, attention_mask, max_positions, **extra)
     buffer = jnp.full((batch, s), program.pad_token_id, jnp.int32)
     if program.is_encoder_decoder:
         buffer = buffer.at[:, 0].set(program.decoder_start_token_id)
