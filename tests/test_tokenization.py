@@ -688,3 +688,22 @@ def test_legacy_added_tokens_json(assets, tmp_path):
     text = "say hello_world<sep>and more"
     assert_same(fx(text, return_offsets_mapping=True), hf(text, return_offsets_mapping=True))
     assert fx.decode(hf.encode(text), skip_special_tokens=True) == hf.decode(hf.encode(text), skip_special_tokens=True)
+
+
+@pytest.mark.parametrize(
+    "source,class_name",
+    [("gpt2_json", "GPTNeoXTokenizerFast"), ("roberta_json", "LongformerTokenizer"), ("minilm", "ElectraTokenizerFast"),
+     ("llama_json", "CodeLlamaTokenizer")],
+)
+def test_other_families_and_aliases(assets, tmp_path, source, class_name):
+    """Classes without an fxformers family of their own keep Transformers' input names, sides and default tokens."""
+    d = tmp_path / "tok"
+    shutil.copytree(assets[source], d)
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    cfg["tokenizer_class"] = class_name
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    fx, hf = AutoTokenizer.from_pretrained(d), transformers.AutoTokenizer.from_pretrained(str(d))
+    assert fx.get_vocab() == hf.get_vocab() and fx.special_tokens_map == hf.special_tokens_map
+    assert (fx.padding_side, fx.model_input_names) == (hf.padding_side, hf.model_input_names)
+    kw = dict(return_offsets_mapping=True, padding=hf.pad_token is not None, truncation=True, max_length=20)
+    assert_same(*both((fx, hf), CORPUS, **kw))

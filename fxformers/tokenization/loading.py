@@ -19,7 +19,8 @@ from .base import (
     PreTrainedTokenizer,
     as_added_token,
 )
-from .models import MODEL_TYPE_TO_CLASS, SPM_FILES, TOKENIZER_CLASSES, GenericTokenizer, _FamilyTokenizer
+from .families import ALIASES, FAMILIES, MODEL_TYPES
+from .models import SPM_FILES, TOKENIZER_CLASSES, GenericTokenizer, _FamilyTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +37,39 @@ def _read_json(path: Optional[Path]) -> dict:
         return json.load(f)
 
 
+_FAMILY_CACHE: dict[str, type[PreTrainedTokenizer]] = {}
+
+
 def class_for_name(name: Optional[str]) -> Optional[type[PreTrainedTokenizer]]:
-    """The fxformers class for a Transformers tokenizer class name ("BertTokenizerFast" -> BertTokenizer)."""
+    """The fxformers class for a Transformers tokenizer class name ("BertTokenizerFast" -> BertTokenizer). Families
+    without a class of their own get a GenericTokenizer subclass carrying Transformers' defaults for that name."""
     if not name:
         return None
-    if name in TOKENIZER_CLASSES:
-        return TOKENIZER_CLASSES[name]
-    if name.endswith("Fast") and name[:-4] in TOKENIZER_CLASSES:
-        return TOKENIZER_CLASSES[name[:-4]]
-    if name in ("PreTrainedTokenizerFast",):
+    name = ALIASES.get(name, name)
+    base = name[:-4] if name.endswith("Fast") and name[:-4] in TOKENIZER_CLASSES else name
+    if base in TOKENIZER_CLASSES:
+        return TOKENIZER_CLASSES[base]
+    if name == "PreTrainedTokenizerFast":
         return GenericTokenizer
-    return None
+    key = name if name in FAMILIES else name[:-4] if name.endswith("Fast") and name[:-4] in FAMILIES else None
+    if key is None:
+        return None
+    if key not in _FAMILY_CACHE:
+        input_names, padding_side, truncation_side, defaults = FAMILIES[key]
+        _FAMILY_CACHE[key] = type(
+            key,
+            (GenericTokenizer,),
+            {
+                "model_input_names": list(input_names),
+                "padding_side": padding_side,
+                "truncation_side": truncation_side,
+                "default_special_tokens": dict(defaults),
+                "saved_class_name": key,
+                "__module__": __name__,
+                "__doc__": f"Transformers' {key}: the generic tokenizer with that family's defaults.",
+            },
+        )
+    return _FAMILY_CACHE[key]
 
 
 def load_tokenizer(
@@ -81,7 +104,7 @@ def load_tokenizer(
         if cls is None and not class_name:
             model_config = find("config.json")
             model_type = _read_json(model_config).get("model_type") if model_config else None
-            cls = MODEL_TYPE_TO_CLASS.get(model_type)
+            cls = class_for_name(MODEL_TYPES.get(model_type)) if model_type else None
         if cls is None:
             cls = GenericTokenizer
     elif cls is PreTrainedTokenizer:
@@ -165,7 +188,7 @@ class AutoTokenizer:
         tokenizer_type = kwargs.pop("tokenizer_type", None)
         target = None
         if tokenizer_type is not None:
-            target = MODEL_TYPE_TO_CLASS.get(tokenizer_type)
+            target = class_for_name(MODEL_TYPES.get(tokenizer_type))
             if target is None:
-                raise ValueError(f"Unknown tokenizer_type={tokenizer_type!r}; known: {sorted(MODEL_TYPE_TO_CLASS)}.")
+                raise ValueError(f"Unknown tokenizer_type={tokenizer_type!r}; known: {sorted(MODEL_TYPES)}.")
         return load_tokenizer(pretrained_model_name_or_path, cls=target, **kwargs)

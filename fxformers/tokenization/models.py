@@ -309,19 +309,6 @@ TOKENIZER_CLASSES: dict[str, type[PreTrainedTokenizer]] = {
     "TokenizersBackend": GenericTokenizer,
 }
 
-# config.json model_type -> fxformers class, for folders whose tokenizer_config.json names no class
-MODEL_TYPE_TO_CLASS: dict[str, type[PreTrainedTokenizer]] = {
-    "bert": BertTokenizer,
-    "distilbert": DistilBertTokenizer,
-    "roberta": RobertaTokenizer,
-    "xlm-roberta": XLMRobertaTokenizer,
-    "bart": BartTokenizer,
-    "gpt2": GPT2Tokenizer,
-    "t5": T5Tokenizer,
-    "mt5": T5Tokenizer,
-    "llama": LlamaTokenizer,
-}
-
 BertTokenizerFast = BertTokenizer
 DistilBertTokenizerFast = DistilBertTokenizer
 RobertaTokenizerFast = RobertaTokenizer
