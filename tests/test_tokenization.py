@@ -707,3 +707,29 @@ def test_other_families_and_aliases(assets, tmp_path, source, class_name):
     assert (fx.padding_side, fx.model_input_names) == (hf.padding_side, hf.model_input_names)
     kw = dict(return_offsets_mapping=True, padding=hf.pad_token is not None, truncation=True, max_length=20)
     assert_same(*both((fx, hf), CORPUS, **kw))
+
+
+def test_fuzz_against_transformers(assets):
+    """Random unicode text (controls, combining marks, CJK, emoji, whitespace runs) encodes identically."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    pairs = [_pair(assets, n) for n in ("minilm", "gpt2_json", "llama_json", "t5_legacy", "xlmr_legacy")]
+    text = st.text(
+        alphabet=st.one_of(
+            st.characters(codec="utf-8"), st.sampled_from(list(" \t\n\u00a0\u3000éüß東京🙂👍🏽\u0301[CLS]<s></s>"))
+        ),
+        max_size=40,
+    )
+
+    @hypothesis.settings(max_examples=60, deadline=None, database=None)
+    @hypothesis.given(st.lists(text, min_size=1, max_size=4), st.booleans())
+    def check(texts, as_pair):
+        for fx, hf in pairs:
+            args = (texts, texts[::-1]) if as_pair else (texts,)
+            kw = dict(return_offsets_mapping=True, truncation=True, max_length=24)
+            assert_same(fx(*args, **kw), hf(*args, **kw))
+            ids = hf(*args)["input_ids"]
+            assert fx.batch_decode(ids) == hf.batch_decode(ids)
+
+    check()
