@@ -224,6 +224,8 @@ PADDABLE = [n for n in ALL if not n.startswith("gpt2")]
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def _norm(value):
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         return value.tolist()
     if hasattr(value, "numpy"):  # torch
@@ -733,3 +735,23 @@ def test_fuzz_against_transformers(assets):
             assert fx.batch_decode(ids) == hf.batch_decode(ids)
 
     check()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(), dict(padding="max_length"), dict(padding="max_length", max_length=30, pad_to_multiple_of=16),
+     dict(padding=False), dict(return_attention_mask=False), dict(padding=True, pad_to_multiple_of=8, padding_side="left")],
+    ids=str,
+)
+def test_pad_method_options(assets, options):
+    fx, hf = _pair(assets, "minilm")
+    feats = [dict(hf(t, return_special_tokens_mask=True)) for t in CORPUS[:5]]
+    for f in feats:
+        f["label"] = 1
+    assert _norm(dict(fx.pad([dict(f) for f in feats], **options))) == _norm(dict(hf.pad([dict(f) for f in feats], **options)))
+    as_arrays = [{k: np.asarray(v) for k, v in f.items()} for f in feats[:1]] * 3
+    ours, theirs = fx.pad(as_arrays, **options), hf.pad(as_arrays, **options)
+    assert {k: type(v) for k, v in ours.items()} == {k: type(v) for k, v in theirs.items()}
+    assert _norm(dict(ours)) == _norm(dict(theirs))
+    single = dict(hf("one example"))
+    assert _norm(dict(fx.pad(dict(single), **options))) == _norm(dict(hf.pad(dict(single), **options)))

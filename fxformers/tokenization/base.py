@@ -643,8 +643,14 @@ class PreTrainedTokenizer(SpecialTokensMixin):
         return_tensors = check_tensor_type(return_tensors)
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], dict):
             encoded_inputs = {k: [ex[k] for ex in encoded_inputs] for k in encoded_inputs[0]}
-        encoded_inputs = {k: _to_py(v) for k, v in dict(encoded_inputs).items()}
+        encoded_inputs = dict(encoded_inputs)
         main = self.model_input_names[0]
+        first = encoded_inputs.get(main)
+        while isinstance(first, (list, tuple)) and first:
+            first = first[0]
+        if return_tensors is None and isinstance(first, np.ndarray) or hasattr(encoded_inputs.get(main), "ndim"):
+            return_tensors = return_tensors or "np"  # arrays in, arrays out (as Transformers does)
+        encoded_inputs = {k: _to_py(v) for k, v in encoded_inputs.items()}
         if main not in encoded_inputs:
             raise ValueError(f"pad() needs `{main}` among the inputs; got {sorted(encoded_inputs)}.")
         required = encoded_inputs[main]
@@ -654,16 +660,7 @@ class PreTrainedTokenizer(SpecialTokensMixin):
             return BatchEncoding(encoded_inputs, tensor_type=None)
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
-        padding_strategy = resolve_padding(padding)
-        if padding_strategy == "max_length" and max_length is None:
-            max_length = self.model_max_length if self.model_max_length <= LARGE_INTEGER else None
-            if max_length is None:
-                padding_strategy = "longest"
-        if padding_strategy != "do_not_pad" and (self.pad_token is None or self.pad_token_id is None):
-            raise ValueError(
-                "Asking to pad but the tokenizer has no padding token. Set one, e.g. "
-                "`tokenizer.pad_token = tokenizer.eos_token`, or `tokenizer.add_special_tokens({'pad_token': '[PAD]'})`."
-            )
+        padding_strategy, _, max_length = self._strategies(padding, False, max_length, None, verbose)
         single = not isinstance(required[0], (list, tuple))
         if single:
             encoded_inputs = {k: [v] for k, v in encoded_inputs.items()}
