@@ -391,6 +391,8 @@ def test_token_api(assets, name):
         assert fx.convert_ids_to_tokens(ids) == hf.convert_ids_to_tokens(ids)
         assert fx.convert_ids_to_tokens(ids, skip_special_tokens=True) == hf.convert_ids_to_tokens(ids, skip_special_tokens=True)
     assert fx.encode("a b", "c d") == hf.encode("a b", "c d")
+    assert fx.encode_plus("a b", "c d")["input_ids"] == hf("a b", "c d")["input_ids"]
+    assert fx.batch_encode_plus([("a b", "c d"), ("e", "f g")])["input_ids"] == hf([("a b", "c d"), ("e", "f g")])["input_ids"]
     assert fx.convert_tokens_to_ids("definitely-not-a-token-xyz") == hf.convert_tokens_to_ids("definitely-not-a-token-xyz")
     assert fx.num_special_tokens_to_add(pair=True) == hf.num_special_tokens_to_add(pair=True)
     assert fx.all_special_ids == hf.all_special_ids

@@ -212,9 +212,7 @@ class PreTrainedTokenizer(SpecialTokensMixin):
 
         # added tokens listed in the config (tokenizer_config.json's added_tokens_decoder, added_tokens.json)
         added_tokens_decoder = kwargs.pop("added_tokens_decoder", None) or {}
-        present = set(self._tokenizer.get_added_vocab().keys()) if hasattr(self._tokenizer, "get_added_vocab") else set(
-            t.content for t in self._tokenizer.get_added_tokens_decoder().values()
-        )
+        present = {t.content for t in self._tokenizer.get_added_tokens_decoder().values()}
         to_add: list[AddedToken] = []
         for _, token in sorted(((int(i), t) for i, t in added_tokens_decoder.items()), key=lambda x: x[0]):
             token = as_added_token(token, special=False)
@@ -622,6 +620,16 @@ class PreTrainedTokenizer(SpecialTokensMixin):
             text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
             max_length=max_length, stride=stride, padding_side=padding_side, return_tensors=return_tensors, **kwargs,
         )["input_ids"]
+
+    def encode_plus(self, text, text_pair=None, **kwargs) -> BatchEncoding:
+        """Transformers 4's name for calling the tokenizer on one text (or pair)."""
+        return self(text, text_pair, **kwargs)
+
+    def batch_encode_plus(self, batch_text_or_text_pairs, **kwargs) -> BatchEncoding:
+        """Transformers 4's name for calling the tokenizer on a batch of texts or (text, pair) tuples."""
+        if isinstance(batch_text_or_text_pairs, str):
+            raise TokenizerInputError("batch_encode_plus takes a list of texts; call the tokenizer on a single str.")
+        return self(list(batch_text_or_text_pairs), **kwargs)
 
     def tokenize(self, text: str, pair: Optional[str] = None, add_special_tokens: bool = False, **kwargs) -> list[str]:
         """The token strings of ``text`` (and ``pair``), without special tokens unless asked."""

@@ -81,6 +81,7 @@ def load_tokenizer(
     """Load the tokenizer of ``name_or_path`` as ``cls`` (None: the class named by tokenizer_config.json, else by
     config.json's model_type, else the generic one)."""
     hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+    model_config = kwargs.pop("config", None)  # a model config object, as Transformers accepts
     for k in _IGNORED_KWARGS:
         kwargs.pop(k, None)
 
@@ -102,9 +103,16 @@ def load_tokenizer(
         if cls is None and class_name:
             logger.info("Tokenizer class %r has no fxformers counterpart; loading it with the generic tokenizer.", class_name)
         if cls is None and not class_name:
-            model_config = find("config.json")
-            model_type = _read_json(model_config).get("model_type") if model_config else None
-            cls = class_for_name(MODEL_TYPES.get(model_type)) if model_type else None
+            # the model's config.json: its tokenizer_class, else its model_type
+            if model_config is not None and not isinstance(model_config, dict):
+                model_config = {k: getattr(model_config, k, None) for k in ("tokenizer_class", "model_type")}
+            if model_config is None:
+                config_json = find("config.json")
+                model_config = _read_json(config_json) if config_json else {}
+            cls = class_for_name(model_config.get("tokenizer_class"))
+            model_type = model_config.get("model_type")
+            if cls is None and model_type:
+                cls = class_for_name(MODEL_TYPES.get(model_type))
         if cls is None:
             cls = GenericTokenizer
     elif cls is PreTrainedTokenizer:
