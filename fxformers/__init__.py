@@ -47,6 +47,8 @@ _EXPORTS: dict[str, str] = {
     "save_state_dict": "fxformers.checkpoints",
     "UnsafeCheckpointError": "fxformers.checkpoints",
     "CheckpointError": "fxformers.checkpoints",
+    "pipeline": "fxformers.pipelines",
+    "SentenceEmbedder": "fxformers.pipelines",
 }
 for _package, _names in _MODELS.items():
     for _name in _names:
