@@ -757,3 +757,49 @@ def test_pad_method_options(assets, options):
     assert _norm(dict(ours)) == _norm(dict(theirs))
     single = dict(hf("one example"))
     assert _norm(dict(fx.pad(dict(single), **options))) == _norm(dict(hf.pad(dict(single), **options)))
+
+
+def _rewrite_json(src, dst, edit):
+    shutil.copytree(src, dst)
+    data = json.loads((dst / "tokenizer.json").read_text(encoding="utf-8"))
+    edit(data)
+    (dst / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    return dst
+
+
+@pytest.mark.parametrize("case", ["bert_cased_file", "roberta_prefix_space", "t5_plain_metaspace", "gpt2_no_regex", "llama_legacy_normalizer"])
+def test_file_disagreeing_with_its_class(assets, tmp_path, case):
+    """Transformers 5 rebuilds the known families' pipelines from the class around tokenizer.json's vocabulary; a
+    file that disagrees with its class must still give Transformers' result."""
+    def bert(data):
+        data["normalizer"]["lowercase"] = False
+        data["decoder"]["cleanup"] = False
+
+    def roberta(data):
+        data["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+        data["post_processor"]["add_prefix_space"] = True
+        data["post_processor"]["trim_offsets"] = False
+
+    def t5(data):
+        data["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}
+        data["normalizer"] = {"type": "Sequence", "normalizers": [
+            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": "▁"}]}
+
+    def gpt2(data):
+        data["pre_tokenizer"]["use_regex"] = False
+
+    def llama(data):
+        data["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"},
+                                                                   {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}
+        data["pre_tokenizer"] = None
+
+    source, edit = {
+        "bert_cased_file": ("minilm", bert), "roberta_prefix_space": ("roberta_json", roberta),
+        "t5_plain_metaspace": ("t5_json", t5), "gpt2_no_regex": ("gpt2_json", gpt2), "llama_legacy_normalizer": ("llama_json", llama),
+    }[case]
+    d = _rewrite_json(assets[source], tmp_path / case, edit)
+    fx, hf = AutoTokenizer.from_pretrained(d), transformers.AutoTokenizer.from_pretrained(str(d))
+    texts = CORPUS + ["Hello <s> world </s> again", "a  b   c"]
+    assert_same(*both((fx, hf), texts, return_offsets_mapping=True))
+    ids = hf(texts)["input_ids"]
+    assert fx.batch_decode(ids) == hf.batch_decode(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -169,19 +170,65 @@ def load_tokenizer(
         config.setdefault("model_specific_special_tokens", {}).update(config.pop("extra_special_tokens"))
 
     config["name_or_path"] = str(name_or_path)
-    legacy = tokenizer_file is None
-    if legacy:
+    rebuilt = tokenizer_file is None
+    if rebuilt:
         for key, value in cls.default_special_tokens.items():
             config.setdefault(key, value)
         backend = cls.build_backend(files, config)
     else:
         backend = Tokenizer.from_file(str(tokenizer_file))
+        if issubclass(cls, _FamilyTokenizer) and cls.json_model is not None:
+            rebuilt_backend = _rebuild_family(cls, tokenizer_file, backend, config)
+            if rebuilt_backend is not None:
+                backend, rebuilt = rebuilt_backend, True
     tokenizer = cls(backend, **config)
-    if legacy and isinstance(tokenizer, _FamilyTokenizer):
-        post = tokenizer.legacy_post_processor()
+    if rebuilt and isinstance(tokenizer, _FamilyTokenizer) and cls.own_post_processor:
+        post = tokenizer.family_post_processor()
         if post is not None:
             tokenizer.backend_tokenizer.post_processor = post
     return tokenizer
+
+
+def _model_type(model: dict) -> str:
+    if model.get("type"):
+        return model["type"]
+    vocab = model.get("vocab")
+    if isinstance(vocab, list):
+        return "Unigram"
+    return "BPE" if "merges" in model else "WordPiece"
+
+
+def _precompiled_charsmap(normalizer: Optional[dict]) -> bytes:
+    if not normalizer:
+        return b""
+    parts = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
+    for part in parts:
+        if part and part.get("type") == "Precompiled" and part.get("precompiled_charsmap"):
+            return base64.b64decode(part["precompiled_charsmap"])
+    return b""
+
+
+def _rebuild_family(cls, tokenizer_file: Path, from_file: Tokenizer, config: dict) -> Optional[Tokenizer]:
+    """Transformers 5 builds the known families' pipelines from the class (normaliser, pre-tokenizer, decoder and,
+    for some, the post-processor) around the vocabulary of tokenizer.json, keeping the file's post-processor,
+    padding, truncation and added tokens. Do the same, so that a file that disagrees with its class gives
+    Transformers' result. Returns None (use the file as it is) when the file's model is not the family's."""
+    data = _read_json(tokenizer_file)
+    model = data.get("model") or {}
+    if _model_type(model) != cls.json_model:
+        logger.info("%s holds a %s model, not %s: using it as it is.", tokenizer_file, _model_type(model), cls.json_model)
+        return None
+    backend = cls.rebuild_from_json(model, _precompiled_charsmap(data.get("normalizer")), config)
+    backend.post_processor = from_file.post_processor
+    if from_file.truncation is not None:
+        backend.enable_truncation(**from_file.truncation)
+    if from_file.padding is not None:
+        backend.enable_padding(**from_file.padding)
+    if "added_tokens_decoder" not in config:
+        config["added_tokens_decoder"] = {
+            int(t["id"]): {k: v for k, v in t.items() if k != "id"} for t in data.get("added_tokens") or []
+        }
+    return backend
 
 
 class AutoTokenizer:

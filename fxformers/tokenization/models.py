@@ -36,6 +36,10 @@ def _byte_level_bpe(files: dict, config: dict, cls_name: str) -> Tokenizer:
     vocab_file = _need(files, ("vocab.json",), cls_name)
     merges_file = _need(files, ("merges.txt",), cls_name)
     vocab, merges = BPE.read_file(str(vocab_file), str(merges_file))
+    return _byte_level_bpe_from(vocab, merges, config)
+
+
+def _byte_level_bpe_from(vocab: dict, merges: list, config: dict) -> Tokenizer:
     tk = Tokenizer(
         BPE(vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False)
     )
@@ -66,7 +70,10 @@ def _metaspace_unigram(vocab, unk_id: int, charsmap: bytes, prepend_scheme: str,
 
 def _spm_bpe(spm, config: dict) -> Tokenizer:
     vocab = {piece: i for i, (piece, _, _) in enumerate(spm.pieces)}
-    merges = generate_merges(vocab)
+    return _llama_bpe_from(vocab, generate_merges(vocab), config)
+
+
+def _llama_bpe_from(vocab: dict, merges: list, config: dict) -> Tokenizer:
     tk = Tokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None))
     add_prefix_space = config.get("add_prefix_space")
     add_prefix_space = True if add_prefix_space is None else bool(add_prefix_space)
@@ -80,15 +87,41 @@ def _spm_bpe(spm, config: dict) -> Tokenizer:
     return tk
 
 
+def _json_vocab(model: dict) -> dict:
+    vocab = model.get("vocab")
+    if isinstance(vocab, list):
+        return {(v[0] if isinstance(v, (list, tuple)) else v): i for i, v in enumerate(vocab)}
+    return dict(vocab or {})
+
+
+def _json_merges(model: dict) -> list:
+    return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model.get("merges") or []]
+
+
+def _json_unigram_vocab(model: dict) -> list:
+    return [(str(p), float(s)) for p, s in model.get("vocab") or []]
+
+
 class _FamilyTokenizer(PreTrainedTokenizer):
-    """A model family: ``build_backend`` makes the Tokenizer from legacy files; ``legacy_post_processor`` sets the
-    special-token template once the special tokens have ids."""
+    """A model family: ``build_backend`` makes the Tokenizer from legacy files and ``rebuild_from_json`` around the
+    vocabulary of a tokenizer.json (Transformers 5 rebuilds these families' pipelines from the class, not the
+    file); ``family_post_processor`` sets the special-token template once the special tokens have ids."""
+
+    # the tokenizers model type of tokenizer.json this family rebuilds its pipeline around (None: use the file)
+    json_model: Optional[str] = None
+    # whether the family sets its own post-processor (else the file's is kept)
+    own_post_processor: bool = False
 
     @classmethod
     def build_backend(cls, files: dict, config: dict) -> Tokenizer:
         raise NotImplementedError
 
-    def legacy_post_processor(self) -> Optional[processors.PostProcessor]:
+    @classmethod
+    def rebuild_from_json(cls, model: dict, charsmap: bytes, config: dict) -> Tokenizer:
+        """The family's pipeline around the vocabulary of a tokenizer.json, as Transformers 5 builds it."""
+        raise NotImplementedError
+
+    def family_post_processor(self) -> Optional[processors.PostProcessor]:
         return None
 
 
@@ -101,10 +134,19 @@ class BertTokenizer(_FamilyTokenizer):
         "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
     }
     saved_class_name = "BertTokenizer"
+    json_model = "WordPiece"
+    own_post_processor = True
 
     @classmethod
     def build_backend(cls, files: dict, config: dict) -> Tokenizer:
-        vocab = WordPiece.read_file(str(_need(files, ("vocab.txt",), cls.__name__)))
+        return cls._from_vocab(WordPiece.read_file(str(_need(files, ("vocab.txt",), cls.__name__))), config)
+
+    @classmethod
+    def rebuild_from_json(cls, model: dict, charsmap: bytes, config: dict) -> Tokenizer:
+        return cls._from_vocab(_json_vocab(model), config)
+
+    @classmethod
+    def _from_vocab(cls, vocab: dict, config: dict) -> Tokenizer:
         unk = str(config.get("unk_token") or "[UNK]")
         tk = Tokenizer(WordPiece(vocab, unk_token=unk))
         tk.normalizer = normalizers.BertNormalizer(
@@ -117,7 +159,7 @@ class BertTokenizer(_FamilyTokenizer):
         tk.decoder = decoders.WordPiece(prefix="##")
         return tk
 
-    def legacy_post_processor(self):
+    def family_post_processor(self):
         cls_token, sep_token = str(self.cls_token), str(self.sep_token)
         return processors.TemplateProcessing(
             single=f"{cls_token}:0 $A:0 {sep_token}:0",
@@ -140,10 +182,15 @@ class GPT2Tokenizer(_FamilyTokenizer):
     model_input_names = ["input_ids", "attention_mask"]
     default_special_tokens = {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}
     saved_class_name = "GPT2Tokenizer"
+    json_model = "BPE"
 
     @classmethod
     def build_backend(cls, files: dict, config: dict) -> Tokenizer:
         return _byte_level_bpe(files, config, cls.__name__)
+
+    @classmethod
+    def rebuild_from_json(cls, model: dict, charsmap: bytes, config: dict) -> Tokenizer:
+        return _byte_level_bpe_from(_json_vocab(model), _json_merges(model), config)
 
 
 class RobertaTokenizer(_FamilyTokenizer):
@@ -155,12 +202,18 @@ class RobertaTokenizer(_FamilyTokenizer):
         "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
     }
     saved_class_name = "RobertaTokenizer"
+    json_model = "BPE"
+    own_post_processor = True
 
     @classmethod
     def build_backend(cls, files: dict, config: dict) -> Tokenizer:
         return _byte_level_bpe(files, config, cls.__name__)
 
-    def legacy_post_processor(self):
+    @classmethod
+    def rebuild_from_json(cls, model: dict, charsmap: bytes, config: dict) -> Tokenizer:
+        return _byte_level_bpe_from(_json_vocab(model), _json_merges(model), config)
+
+    def family_post_processor(self):
         return processors.RobertaProcessing(
             (str(self.sep_token), self.sep_token_id),
             (str(self.cls_token), self.cls_token_id),
@@ -181,6 +234,8 @@ class XLMRobertaTokenizer(_FamilyTokenizer):
     model_input_names = ["input_ids", "attention_mask"]
     default_special_tokens = dict(RobertaTokenizer.default_special_tokens)
     saved_class_name = "XLMRobertaTokenizer"
+    json_model = "Unigram"
+    own_post_processor = True
 
     @classmethod
     def build_backend(cls, files: dict, config: dict) -> Tokenizer:
@@ -192,7 +247,12 @@ class XLMRobertaTokenizer(_FamilyTokenizer):
         add_prefix_space = config.get("add_prefix_space", True)
         return _metaspace_unigram(vocab, 3, spm.precompiled_charsmap, "always" if add_prefix_space else "never", split=True)
 
-    def legacy_post_processor(self):
+    @classmethod
+    def rebuild_from_json(cls, model: dict, charsmap: bytes, config: dict) -> Tokenizer:
+        scheme = "always" if config.get("add_prefix_space", True) else "never"
+        return _metaspace_unigram(_json_unigram_vocab(model), 3, charsmap, scheme, split=True)
+
+    def family_post_processor(self):
         bos, eos = str(self.bos_token), str(self.eos_token)
         return processors.TemplateProcessing(
             single=[bos, "$A", eos],
@@ -207,6 +267,8 @@ class T5Tokenizer(_FamilyTokenizer):
     model_input_names = ["input_ids", "attention_mask"]
     default_special_tokens = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
     saved_class_name = "T5Tokenizer"
+    json_model = "Unigram"
+    own_post_processor = True
 
     @classmethod
     def build_backend(cls, files: dict, config: dict) -> Tokenizer:
@@ -216,6 +278,10 @@ class T5Tokenizer(_FamilyTokenizer):
         if not (config.get("extra_special_tokens") or config.get("additional_special_tokens")):
             config["extra_special_tokens"] = _spm_extra_tokens(spm)
         return _metaspace_unigram(vocab, 2, spm.precompiled_charsmap, "always", split=True)
+
+    @classmethod
+    def rebuild_from_json(cls, model: dict, charsmap: bytes, config: dict) -> Tokenizer:
+        return _metaspace_unigram(_json_unigram_vocab(model), 2, charsmap, "always", split=True)
 
     def __init__(self, tokenizer_object=None, **kwargs):
         # the sentinels <extra_id_0> ... <extra_id_{extra_ids-1}> are special tokens, as in Transformers
@@ -234,7 +300,7 @@ class T5Tokenizer(_FamilyTokenizer):
         kwargs["extra_special_tokens"] = extras
         super().__init__(tokenizer_object, **kwargs)
 
-    def legacy_post_processor(self):
+    def family_post_processor(self):
         return processors.TemplateProcessing(
             single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", self.eos_token_id)]
         )
@@ -254,6 +320,7 @@ class LlamaTokenizer(_FamilyTokenizer):
     padding_side = "left"
     default_special_tokens = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
     saved_class_name = "LlamaTokenizer"
+    json_model = "BPE"
 
     @classmethod
     def build_backend(cls, files: dict, config: dict) -> Tokenizer:
@@ -262,6 +329,11 @@ class LlamaTokenizer(_FamilyTokenizer):
         config.pop("additional_special_tokens", None)
         config.setdefault("clean_up_tokenization_spaces", False)
         return _spm_bpe(spm, config)
+
+    @classmethod
+    def rebuild_from_json(cls, model: dict, charsmap: bytes, config: dict) -> Tokenizer:
+        config.setdefault("clean_up_tokenization_spaces", False)
+        return _llama_bpe_from(_json_vocab(model), _json_merges(model), config)
 
 
 class GenericTokenizer(_FamilyTokenizer):
