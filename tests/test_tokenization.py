@@ -125,6 +125,31 @@ def _build_assets(root):
     _write_config(d, tokenizer_class="BartTokenizer", model_max_length=32)
     out["bart_json"] = d
 
+    # --- Qwen2 style byte-level BPE (NFC, Qwen's split regex)
+    from fxformers.tokenization.models import QWEN2_PRETOKENIZE_REGEX
+
+    qwen = Tokenizer(models.BPE())
+    qwen.normalizer = normalizers.NFC()
+    qwen.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(tokenizers.Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    qwen.decoder = decoders.ByteLevel()
+    qwen.train_from_iterator(TRAIN, trainers.BpeTrainer(
+        vocab_size=500, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    qwen.post_processor = processors.ByteLevel(trim_offsets=False)
+    d = root / "qwen2_json"
+    d.mkdir()
+    qwen.save(str(d / "tokenizer.json"))
+    _write_config(d, tokenizer_class="Qwen2Tokenizer", model_max_length=32, eos_token="<|im_end|>",
+                  pad_token="<|endoftext|>", additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    out["qwen2_json"] = d
+    d = root / "qwen2_legacy"
+    _save_vocab_merges(qwen, d)
+    _write_config(d, tokenizer_class="Qwen2Tokenizer", model_max_length=32)
+    out["qwen2_legacy"] = d
+
     # --- character BPE (no byte level), generic class
     tk = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
     tk.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -217,7 +242,7 @@ def _pair(assets, name):
 ALL = [
     "minilm", "minilm_legacy", "distilbert_legacy", "gpt2_legacy", "gpt2_json", "roberta_legacy", "roberta_json",
     "bart_json", "charbpe_json", "t5_unigram_json", "t5_legacy", "t5_json", "llama_legacy", "llama_json",
-    "xlmr_legacy", "xlmr_json",
+    "xlmr_legacy", "xlmr_json", "qwen2_json", "qwen2_legacy",
 ]
 PADDABLE = [n for n in ALL if not n.startswith("gpt2")]
 
@@ -767,7 +792,9 @@ def _rewrite_json(src, dst, edit):
     return dst
 
 
-@pytest.mark.parametrize("case", ["bert_cased_file", "roberta_prefix_space", "t5_plain_metaspace", "gpt2_no_regex", "llama_legacy_normalizer"])
+@pytest.mark.parametrize(
+    "case", ["bert_cased_file", "roberta_prefix_space", "t5_plain_metaspace", "gpt2_no_regex", "llama_legacy_normalizer", "qwen2_gpt2_pretok"]
+)
 def test_file_disagreeing_with_its_class(assets, tmp_path, case):
     """Transformers 5 rebuilds the known families' pipelines from the class around tokenizer.json's vocabulary; a
     file that disagrees with its class must still give Transformers' result."""
@@ -793,9 +820,14 @@ def test_file_disagreeing_with_its_class(assets, tmp_path, case):
                                                                    {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}
         data["pre_tokenizer"] = None
 
+    def qwen2(data):
+        data["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+        data["normalizer"] = None
+
     source, edit = {
         "bert_cased_file": ("minilm", bert), "roberta_prefix_space": ("roberta_json", roberta),
         "t5_plain_metaspace": ("t5_json", t5), "gpt2_no_regex": ("gpt2_json", gpt2), "llama_legacy_normalizer": ("llama_json", llama),
+        "qwen2_gpt2_pretok": ("qwen2_json", qwen2),
     }[case]
     d = _rewrite_json(assets[source], tmp_path / case, edit)
     fx, hf = AutoTokenizer.from_pretrained(d), transformers.AutoTokenizer.from_pretrained(str(d))

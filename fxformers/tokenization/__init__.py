@@ -20,6 +20,8 @@ from .models import (
     GPT2TokenizerFast,
     LlamaTokenizer,
     LlamaTokenizerFast,
+    Qwen2Tokenizer,
+    Qwen2TokenizerFast,
     RobertaTokenizer,
     RobertaTokenizerFast,
     T5Tokenizer,
@@ -35,5 +37,5 @@ __all__ = [
     "TokenizerInputError", "BertTokenizer", "BertTokenizerFast", "DistilBertTokenizer", "DistilBertTokenizerFast",
     "RobertaTokenizer", "RobertaTokenizerFast", "BartTokenizer", "BartTokenizerFast", "XLMRobertaTokenizer",
     "XLMRobertaTokenizerFast", "GPT2Tokenizer", "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast",
-    "LlamaTokenizer", "LlamaTokenizerFast",
+    "LlamaTokenizer", "LlamaTokenizerFast", "Qwen2Tokenizer", "Qwen2TokenizerFast",
 ]

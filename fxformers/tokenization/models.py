@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE, Unigram, WordPiece
 
 from .base import PreTrainedTokenizer
@@ -336,6 +336,46 @@ class LlamaTokenizer(_FamilyTokenizer):
         return _llama_bpe_from(_json_vocab(model), _json_merges(model), config)
 
 
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
+class Qwen2Tokenizer(_FamilyTokenizer):
+    """Byte-level BPE of Qwen2 (vocab.json + merges.txt): NFC, Qwen's split regex, no BOS; pads with
+    ``<|endoftext|>``."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+    default_special_tokens = {"unk_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+    saved_class_name = "Qwen2Tokenizer"
+    json_model = "BPE"
+
+    @classmethod
+    def build_backend(cls, files: dict, config: dict) -> Tokenizer:
+        vocab, merges = BPE.read_file(
+            str(_need(files, ("vocab.json",), cls.__name__)), str(_need(files, ("merges.txt",), cls.__name__))
+        )
+        return cls._from_vocab(vocab, merges, config)
+
+    @classmethod
+    def rebuild_from_json(cls, model: dict, charsmap: bytes, config: dict) -> Tokenizer:
+        return cls._from_vocab(_json_vocab(model), _json_merges(model), config)
+
+    @classmethod
+    def _from_vocab(cls, vocab: dict, merges: list, config: dict) -> Tokenizer:
+        tk = Tokenizer(
+            BPE(vocab=vocab, merges=merges, dropout=None, unk_token=None, continuing_subword_prefix="",
+                end_of_word_suffix="", fuse_unk=False, byte_fallback=False)
+        )
+        tk.decoder = decoders.ByteLevel()
+        tk.normalizer = normalizers.NFC()
+        tk.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=bool(config.get("add_prefix_space") or False), use_regex=False),
+        ])
+        return tk
+
+
 class GenericTokenizer(_FamilyTokenizer):
     """The class for tokenizers of no known family (Transformers' ``TokenizersBackend`` /
     ``PreTrainedTokenizerFast``); legacy files are read by kind (vocab.txt, vocab.json + merges.txt, *.model)."""
@@ -377,6 +417,7 @@ TOKENIZER_CLASSES: dict[str, type[PreTrainedTokenizer]] = {
     "GPT2Tokenizer": GPT2Tokenizer,
     "T5Tokenizer": T5Tokenizer,
     "LlamaTokenizer": LlamaTokenizer,
+    "Qwen2Tokenizer": Qwen2Tokenizer,
     "PreTrainedTokenizer": GenericTokenizer,
     "TokenizersBackend": GenericTokenizer,
 }
@@ -389,3 +430,4 @@ XLMRobertaTokenizerFast = XLMRobertaTokenizer
 GPT2TokenizerFast = GPT2Tokenizer
 T5TokenizerFast = T5Tokenizer
 LlamaTokenizerFast = LlamaTokenizer
+Qwen2TokenizerFast = Qwen2Tokenizer
