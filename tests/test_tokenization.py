@@ -751,7 +751,7 @@ def test_fuzz_against_transformers(assets):
         max_size=40,
     )
 
-    @hypothesis.settings(max_examples=60, deadline=None, database=None)
+    @hypothesis.settings(max_examples=30, deadline=None, database=None)
     @hypothesis.given(st.lists(text, min_size=1, max_size=4), st.booleans())
     def check(texts, as_pair):
         for fx, hf in pairs:

@@ -1,5 +1,8 @@
 """Per-model tokenizer classes: the defaults of each family (special tokens, ``model_input_names``, padding side)
-and how to build its ``tokenizers.Tokenizer`` from legacy vocabulary files when no tokenizer.json exists.
+and how it builds its ``tokenizers.Tokenizer``: from legacy vocabulary files when no tokenizer.json exists, and,
+as Transformers 5 does, around the vocabulary of a tokenizer.json (the class decides the normaliser,
+pre-tokenizer and decoder; the file gives vocabulary, merges, added tokens and, for some families, the
+special-token template).
 
 ``BertTokenizer`` and ``BertTokenizerFast`` (and so on) are the same class: there is only the Rust-backed one.
 """
