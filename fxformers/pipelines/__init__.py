@@ -196,6 +196,13 @@ def pipeline(
     elif dtype is not None and hasattr(model, "astype"):
         model = model.astype(dtype)
 
+    if task == "translation" and getattr(model.config, "task_specific_params", None):
+        for key in model.config.task_specific_params:
+            if key.startswith("translation"):  # Transformers picks the model's first translation_XX_to_YY
+                logger.warning('"translation" task was used, instead of "translation_XX_to_YY", defaulting to "%s"', key)
+                task = key
+                break
+
     if isinstance(tokenizer, (str, os.PathLike)):
         from ..tokenization import AutoTokenizer
 

@@ -254,3 +254,91 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def decode(tokenizer: Any, ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: Optional[bool] = None) -> str:
+    """``tokenizer.decode`` as Transformers 4.x does it: the clean-up of spaces before punctuation is applied
+    whenever asked (or set on the tokenizer), byte-level BPE tokenizers included (Transformers 5 skips it there)."""
+    text = tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
+    clean = tokenizer.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+    return tokenizer.clean_up_tokenization(text) if clean else text
+
+
+class GenerationPipelineBase(Pipeline):
+    """Shared by the text-generation and text2text pipelines: the pipeline's generation config, built as
+    Transformers 4.x builds it, and a PRNG key that advances with every sampled batch."""
+
+    # the pipeline's default generation settings (Transformers 4.x `_default_generation_config`)
+    default_generation: dict = {}
+
+    def __init__(self, model: Any, tokenizer: Any = None, *, seed: int = 0, **kwargs: Any):
+        from ..generation.configuration import DEFAULTS, GenerationConfig
+
+        if not hasattr(model, "generate"):
+            raise TypeError(f"{type(model).__name__} cannot generate; load the model with AutoModelForCausalLM or "
+                            "AutoModelForSeq2SeqLM (pipeline() does this for generation tasks).")
+        import jax
+
+        task = kwargs.get("task", "")
+        # 1. the pipeline defaults; 2. the model's own settings where the pipeline keeps a library default
+        config = GenerationConfig(**self.default_generation)
+        model_config = model.generation_config
+        for key, value in model_config.to_diff_dict().items():
+            ours = getattr(config, key, None)
+            if value != DEFAULTS.get(key) and (ours is None or ours == DEFAULTS.get(key)):
+                setattr(config, key, value)
+        # 3. call-time settings given to pipeline(...) land in config (Transformers' _prepare_generation_config)
+        for key in list(kwargs):
+            if key not in ("task", "batch_size", "device") and config.update(**{key: kwargs[key]}) == {}:
+                kwargs.pop(key)
+        if (self.default_generation.get("max_new_tokens") is not None
+                and config.max_new_tokens == self.default_generation["max_new_tokens"]
+                and config.max_length is not None and config.max_length != DEFAULTS["max_length"]):
+            config.max_new_tokens = None  # a model-chosen max_length beats the pipeline's default length
+        self.prefix = getattr(model.config, "prefix", None)
+        task_params = getattr(model.config, "task_specific_params", None) or {}
+        if task in task_params:
+            params = dict(task_params[task])
+            if "prefix" in params:
+                self.prefix = params.pop("prefix")
+            config.update(**params)
+        if tokenizer is not None and tokenizer.pad_token_id is not None and config.pad_token_id is None:
+            config.pad_token_id = tokenizer.pad_token_id
+        self.generation_config = config
+        self._key = jax.random.PRNGKey(seed)
+        super().__init__(model, tokenizer, **kwargs)
+
+    def next_key(self):
+        import jax
+
+        self._key, key = jax.random.split(self._key)
+        return key
+
+    def generate(self, batch: dict, generate_kwargs: dict) -> np.ndarray:
+        kwargs = dict(generate_kwargs)
+        config = kwargs.pop("generation_config", self.generation_config)
+        if "prng_key" not in kwargs:
+            kwargs["prng_key"] = self.next_key()
+        out = self.model.generate(batch["input_ids"], batch.get("attention_mask"), generation_config=config, **kwargs)
+        return np.asarray(out)
+
+    @staticmethod
+    def trim_group(sequences: np.ndarray, start: int, eos_ids: tuple, pad_id: Optional[int]) -> np.ndarray:
+        """Cut a feature's generated rows [n, S] after column ``start`` to the length of its longest row (to its
+        EOS), the shape Transformers returns when that input is generated on its own."""
+        if not eos_ids:
+            return sequences
+        lengths = []
+        for row in sequences:
+            tail = row[start:]
+            hits = np.nonzero(np.isin(tail, eos_ids))[0]
+            lengths.append(start + (hits[0] + 1 if len(hits) else len(tail)))
+        return sequences[:, : max(lengths)]
+
+    def eos_ids(self, generate_kwargs: dict) -> tuple:
+        eos = generate_kwargs.get("eos_token_id", self.generation_config.eos_token_id)
+        if eos is None:
+            eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            return ()
+        return (int(eos),) if isinstance(eos, (int, np.integer)) else tuple(int(e) for e in eos)
