@@ -652,7 +652,8 @@ def test_transformers4_added_tokens_decoder_config(assets, tmp_path):
         tmp_path, tokenizer_class="BertTokenizerFast", do_lower_case=True, model_max_length=64,
         added_tokens_decoder=added, clean_up_tokenization_spaces=True,
         mask_token={"__type": "AddedToken", "content": "[MASK]", "lstrip": True, "normalized": False, "rstrip": False, "single_word": False},
-        pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]",
+        pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        unk_token={"__type": "AddedToken", "content": "[UNK]", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False},
     )
     fx, hf = AutoTokenizer.from_pretrained(tmp_path), transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     assert fx.get_vocab() == hf.get_vocab()

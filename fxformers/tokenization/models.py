@@ -15,7 +15,7 @@ from typing import Optional
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE, Unigram, WordPiece
 
-from .base import PreTrainedTokenizer
+from .base import PreTrainedTokenizer, as_added_token
 from .spm import BPE as SPM_BPE, CONTROL, USER_DEFINED, generate_merges, parse_spm_model
 
 SPM_FILES = ("spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
@@ -90,6 +90,11 @@ def _llama_bpe_from(vocab: dict, merges: list, config: dict) -> Tokenizer:
     return tk
 
 
+def _token_str(config: dict, key: str, default: str) -> str:
+    """A special token of the config as a string, whatever its spelling (str, AddedToken, serialised dict)."""
+    return str(as_added_token(config.get(key) or default))
+
+
 def _json_vocab(model: dict) -> dict:
     vocab = model.get("vocab")
     if isinstance(vocab, list):
@@ -150,7 +155,7 @@ class BertTokenizer(_FamilyTokenizer):
 
     @classmethod
     def _from_vocab(cls, vocab: dict, config: dict) -> Tokenizer:
-        unk = str(config.get("unk_token") or "[UNK]")
+        unk = _token_str(config, "unk_token", "[UNK]")
         tk = Tokenizer(WordPiece(vocab, unk_token=unk))
         tk.normalizer = normalizers.BertNormalizer(
             clean_text=True,
@@ -243,7 +248,7 @@ class XLMRobertaTokenizer(_FamilyTokenizer):
     @classmethod
     def build_backend(cls, files: dict, config: dict) -> Tokenizer:
         spm = parse_spm_model(_need(files, SPM_FILES, cls.__name__))
-        t = {k: str(config.get(k) or v) for k, v in cls.default_special_tokens.items()}
+        t = {k: _token_str(config, k, v) for k, v in cls.default_special_tokens.items()}
         vocab = [(t["bos_token"], 0.0), (t["pad_token"], 0.0), (t["eos_token"], 0.0), (t["unk_token"], 0.0)]
         vocab += [(p, s) for p, s, _ in spm.pieces[3:]]
         vocab.append((t["mask_token"], 0.0))
