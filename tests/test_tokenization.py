@@ -836,3 +836,18 @@ def test_file_disagreeing_with_its_class(assets, tmp_path, case):
     assert_same(*both((fx, hf), texts, return_offsets_mapping=True))
     ids = hf(texts)["input_ids"]
     assert fx.batch_decode(ids) == hf.batch_decode(ids)
+
+
+def test_subfolder_and_pickle(assets, tmp_path):
+    import pickle
+
+    shutil.copytree(assets["minilm"], tmp_path / "tokenizer")
+    fx = AutoTokenizer.from_pretrained(tmp_path, subfolder="tokenizer", local_files_only=True)
+    hf = _pair(assets, "minilm")[1]
+    assert fx(CORPUS[:3])["input_ids"] == hf(CORPUS[:3])["input_ids"]
+    clone = pickle.loads(pickle.dumps(fx))
+    assert clone(CORPUS[:3], padding=True)["input_ids"] == hf(CORPUS[:3], padding=True)["input_ids"]
+    enc = pickle.loads(pickle.dumps(fx(CORPUS[:2], padding=True)))
+    assert enc.word_ids(1) == hf(CORPUS[:2], padding=True).word_ids(1)
+    # list-of-lists pairs without is_split_into_words, as zero-shot classification sends them
+    assert_same(*both((fx, hf), [["a premise here", "a hypothesis"]], padding=True, truncation="only_first"))
