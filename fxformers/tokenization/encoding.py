@@ -39,7 +39,8 @@ def _as_array(key: str, value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     if isinstance(value, (list, tuple)) and len(value) == 0:
-        return np.zeros((0, 0), dtype=np.int64) if key != "length" else np.zeros((0,), dtype=np.int64)
+        one_dim = key in ("length", "overflow_to_sample_mapping")
+        return np.zeros((0,) if one_dim else (0, 0), dtype=np.int64)
     try:
         arr = np.asarray(value)
     except ValueError:
