@@ -851,3 +851,17 @@ def test_subfolder_and_pickle(assets, tmp_path):
     assert enc.word_ids(1) == hf(CORPUS[:2], padding=True).word_ids(1)
     # list-of-lists pairs without is_split_into_words, as zero-shot classification sends them
     assert_same(*both((fx, hf), [["a premise here", "a hypothesis"]], padding=True, truncation="only_first"))
+
+
+@pytest.mark.parametrize("name", ["minilm", "roberta_json", "t5_legacy", "qwen2_json"])
+def test_truncation_side_left(assets, name):
+    fx, hf = _pair(assets, name)
+    try:
+        fx.truncation_side = hf.truncation_side = "left"
+        fx.padding_side = hf.padding_side = "left"
+        kw = dict(truncation=True, max_length=12, padding=True, return_offsets_mapping=True)
+        assert_same(*both((fx, hf), CORPUS, **kw))
+        assert_same(*both((fx, hf), CORPUS[:5], PAIRS[:5], stride=2, return_overflowing_tokens=True, **kw))
+    finally:
+        fx.truncation_side = hf.truncation_side = "right"
+        fx.padding_side = hf.padding_side = "right"
