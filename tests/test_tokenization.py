@@ -470,6 +470,7 @@ def test_tensors_np_and_jax(assets):
 @pytest.mark.parametrize("name", ["minilm", "gpt2_json", "llama_json"])
 def test_left_padding_for_generation(assets, name):
     fx, hf = _pair(assets, name)
+    original = (fx.pad_token, hf.pad_token)
     if fx.pad_token is None:
         fx.pad_token = fx.eos_token
         hf.pad_token = hf.eos_token
@@ -479,9 +480,7 @@ def test_left_padding_for_generation(assets, name):
         assert_same(ours, theirs)
         assert (ours["attention_mask"][:, -1] == 1).all()
     finally:
-        if name != "minilm":
-            fx.pad_token = None
-            hf.pad_token = None
+        fx.pad_token, hf.pad_token = original
 
 
 def test_special_token_setters(assets):
