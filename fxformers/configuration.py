@@ -84,6 +84,8 @@ class PretrainedConfig:
     def __setattr__(self, name: str, value: Any) -> None:
         name = type(self).attribute_map.get(name, name)
         super().__setattr__(name, value)
+        if not name.startswith("_"):
+            super().__setattr__("_hash", None)  # fields changed: recompute the content hash on next use
 
     def __getattr__(self, name: str) -> Any:  # only called when normal lookup fails
         mapped = type(self).attribute_map.get(name)
@@ -162,9 +164,15 @@ class PretrainedConfig:
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"
 
-    # Configs are static (hashable) arguments of jitted functions: hash by content.
+    # Configs are static arguments of jitted functions (inside linen modules): hash by content, cached because it
+    # is taken on every model call. Setting a field resets the cache; mutate nested dicts by reassigning them.
     def __hash__(self) -> int:
-        return hash(self.to_json_string())
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            public = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+            cached = hash(json.dumps(public, sort_keys=True, default=str))
+            super().__setattr__("_hash", cached)
+        return cached
 
 
 def load_config_dict(name_or_path, **hub_kwargs) -> dict[str, Any]:

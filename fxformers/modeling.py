@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import re
@@ -69,13 +70,12 @@ class PreTrainedModel:
         self.config = config
         self.dtype = resolve_dtype(dtype)
         self.module = self.module_class(config=config, dtype=self.dtype)
-        self._jitted = None
         self.params = params if params is not None else self.init_params(jax.random.PRNGKey(seed))
 
     @classmethod
     def _from_parts(cls, config: PretrainedConfig, params: Any, dtype: str) -> "PreTrainedModel":
         model = object.__new__(cls)
-        model.config, model.dtype, model.params, model._jitted = config, jnp.dtype(dtype), params, None
+        model.config, model.dtype, model.params = config, jnp.dtype(dtype), params
         model.module = cls.module_class(config=config, dtype=model.dtype)
         return model
 
@@ -94,8 +94,7 @@ class PreTrainedModel:
 
     # -- construction ----------------------------------------------------------------------------------------------
     def init_params(self, rng: jax.Array) -> dict:
-        init = jax.jit(lambda r: self.module.init(r, **self.dummy_inputs())["params"])
-        return jax.tree_util.tree_map(lambda a: a.astype(self.dtype), init(rng))
+        return jax.tree_util.tree_map(lambda a: a.astype(self.dtype), _init(self.module, rng, self.dummy_inputs()))
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, *, seed: int = 0, dtype: Any = None) -> "PreTrainedModel":
@@ -215,15 +214,7 @@ class PreTrainedModel:
         if flags["train"] and dropout_rng is None:
             raise ValueError("train=True needs dropout_rng=jax.random.PRNGKey(...) for dropout.")
         rngs = {"dropout": dropout_rng} if flags["train"] else {}
-        if self._jitted is None:
-            self._jitted = jax.jit(self._apply, static_argnames=_FLAGS)
-        return self._jitted(self.params if params is None else params, inputs, rngs, **flags)
-
-    def _apply(self, params, inputs, rngs, output_hidden_states=False, output_attentions=False, train=False):
-        return self.module.apply(
-            {"params": params}, **inputs, deterministic=not train, output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions, rngs=rngs,
-        )
+        return _forward(self.module, self.params if params is None else params, inputs, rngs, **flags)
 
     def prepare_inputs(self, inputs: dict) -> dict:
         """Check and convert inputs on the host; raises before JAX could clamp a bad index silently."""
@@ -267,7 +258,6 @@ class PreTrainedModel:
         self.params = unflatten(flat)
         self.config.vocab_size = new_num_tokens
         self.module = self.module_class(config=self.config, dtype=self.dtype)
-        self._jitted = None
         return self
 
     def astype(self, dtype: Any) -> "PreTrainedModel":
@@ -277,6 +267,21 @@ class PreTrainedModel:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.model_type}, {self.num_parameters():,} parameters, {self.dtype.name})"
+
+
+# Module-level jits with the linen module as a static argument: modules hash by their fields (config included),
+# so every model with the same architecture and config shares one compilation per input shape.
+@functools.partial(jax.jit, static_argnames=("module",))
+def _init(module: nn.Module, rng: jax.Array, inputs: dict) -> dict:
+    return module.init(rng, **inputs)["params"]
+
+
+@functools.partial(jax.jit, static_argnames=("module",) + _FLAGS)
+def _forward(module, params, inputs, rngs, output_hidden_states=False, output_attentions=False, train=False):
+    return module.apply(
+        {"params": params}, **inputs, deterministic=not train, output_hidden_states=output_hidden_states,
+        output_attentions=output_attentions, rngs=rngs,
+    )
 
 
 def _resize_axis(value: jax.Array, axis: int, size: int) -> jax.Array:
