@@ -864,3 +864,34 @@ def test_truncation_side_left(assets, name):
     finally:
         fx.truncation_side = hf.truncation_side = "right"
         fx.padding_side = hf.padding_side = "right"
+
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}<<SYS>>{{ message['content'] | trim }}"
+    "<</SYS>>\n{% elif message['role'] == 'user' %}[INST] {{ message['content'] }} [/INST]{% else %}"
+    "{% generation %}{{ message['content'] }}{% endgeneration %}{{ eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}[ASSISTANT]{% endif %}{% if tools %}{{ tools | tojson }}{% endif %}"
+)
+
+
+@pytest.mark.parametrize("name", ["llama_json", "qwen2_json"])
+def test_apply_chat_template(assets, name):
+    fx, hf = _pair(assets, name)
+    chat = [
+        {"role": "system", "content": "  Be brief.  "},
+        {"role": "user", "content": "Hello there, café 🙂?"},
+        {"role": "assistant", "content": "Hi!"},
+        {"role": "user", "content": "And now?"},
+    ]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    for kw in (dict(tokenize=False), dict(tokenize=False, add_generation_prompt=True, tools=tools),
+               dict(tokenize=False, continue_final_message=True), dict(return_dict=False)):
+        ours = fx.apply_chat_template(chat, chat_template=CHAT_TEMPLATE, **kw)
+        theirs = hf.apply_chat_template(chat, chat_template=CHAT_TEMPLATE, **kw)
+        assert _norm(ours) == _norm(theirs)
+    batch = [chat, chat[:2]]
+    ours = fx.apply_chat_template(batch, chat_template=CHAT_TEMPLATE, padding=True, return_tensors="np")
+    theirs = hf.apply_chat_template(batch, chat_template=CHAT_TEMPLATE, padding=True, return_tensors="np")
+    assert _norm(dict(ours)) == _norm(dict(theirs))
+    with pytest.raises(ValueError, match="chat_template"):
+        fx.apply_chat_template(chat)

@@ -702,6 +702,55 @@ class PreTrainedTokenizer(SpecialTokensMixin):
             out = {k: v[0] for k, v in out.items()}
         return BatchEncoding(out, tensor_type=return_tensors)
 
+    # ------------------------------------------------------------------ chat
+    def apply_chat_template(
+        self,
+        conversation,
+        tools: Optional[list] = None,
+        documents: Optional[list] = None,
+        chat_template: Optional[str] = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        tokenize: bool = True,
+        padding: Union[bool, str] = False,
+        truncation: bool = False,
+        max_length: Optional[int] = None,
+        return_tensors: Optional[str] = None,
+        return_dict: bool = True,
+        tokenizer_kwargs: Optional[dict] = None,
+        **kwargs,
+    ):
+        """Render a conversation (list of ``{"role", "content"}`` dicts, or a batch of them) with the chat template,
+        then tokenize it without adding special tokens (the template writes them). Returns the text with
+        ``tokenize=False``, a BatchEncoding with ``return_dict=True`` (the default), else the ids."""
+        from .chat import render, select_template
+
+        if kwargs.pop("return_assistant_tokens_mask", False) or kwargs.pop("sanitize_control_tokens", False):
+            raise NotImplementedError("return_assistant_tokens_mask and sanitize_control_tokens are not supported yet.")
+        template = select_template(self.chat_template, chat_template, tools)
+        if isinstance(conversation, (list, tuple)) and len(conversation) == 0:
+            raise ValueError("Cannot apply a chat template to an empty conversation; pass at least one message.")
+        is_batched = isinstance(conversation[0], (list, tuple))
+        conversations = conversation if is_batched else [conversation]
+        conversations = [[{k: v for k, v in m.items() if v is not None} for m in chat] for chat in conversations]
+        if continue_final_message and add_generation_prompt:
+            raise ValueError(
+                "continue_final_message and add_generation_prompt exclude each other: continue the last message, or "
+                "open a new assistant turn."
+            )
+        texts = render(
+            template, conversations, tools=tools, documents=documents, add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message, **{**self.special_tokens_map, **kwargs},
+        )
+        text = texts if is_batched else texts[0]
+        if not tokenize:
+            return text
+        out = self(
+            text, padding=padding, truncation=truncation, max_length=max_length, add_special_tokens=False,
+            return_tensors=return_tensors, **(tokenizer_kwargs or {}),
+        )
+        return out if return_dict else out["input_ids"]
+
     # ------------------------------------------------------------------ decoding
     def decode(self, token_ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: Optional[bool] = None, **kwargs):
         """Ids back to text. A batch (list of lists or 2-D array) gives a list of strings."""
