@@ -876,6 +876,7 @@ CHAT_TEMPLATE = (
 
 @pytest.mark.parametrize("name", ["llama_json", "qwen2_json"])
 def test_apply_chat_template(assets, name):
+    pytest.importorskip("jinja2")
     fx, hf = _pair(assets, name)
     chat = [
         {"role": "system", "content": "  Be brief.  "},
