@@ -230,6 +230,15 @@ class GPT2LMHeadModel(DecoderOnlyGenerationMixin, GPT2PreTrainedModel):
 class GPT2ForSequenceClassification(GPT2PreTrainedModel):
     module_class = GPT2ForSequenceClassificationModule
 
+    def validate_inputs(self, inputs: dict) -> None:
+        super().validate_inputs(inputs)
+        ids = inputs.get("input_ids")
+        if self.config.pad_token_id is None and ids is not None and ids.shape[0] > 1:
+            raise ValueError(
+                "GPT2ForSequenceClassification pools the last non-padding token, so batches of more than one need "
+                "config.pad_token_id (e.g. from_pretrained(..., pad_token_id=tokenizer.pad_token_id))."
+            )
+
     @classmethod
     def conversion_table(cls, config):
         return _convert.sequence_classification_table()
