@@ -58,7 +58,8 @@ for _name in (
     "AutoTokenizer", "BatchEncoding", "PreTrainedTokenizer", "PreTrainedTokenizerFast", "BertTokenizer",
     "BertTokenizerFast", "DistilBertTokenizer", "DistilBertTokenizerFast", "RobertaTokenizer", "RobertaTokenizerFast",
     "BartTokenizer", "BartTokenizerFast", "XLMRobertaTokenizer", "XLMRobertaTokenizerFast", "GPT2Tokenizer",
-    "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast", "LlamaTokenizer", "LlamaTokenizerFast",
+    "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast", "LlamaTokenizer", "LlamaTokenizerFast", "Qwen2Tokenizer",
+    "Qwen2TokenizerFast", "TokenizerInputError",
 ):
     _EXPORTS[_name] = "fxformers.tokenization"
 
