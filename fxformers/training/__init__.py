@@ -1,0 +1,23 @@
+"""Fine-tuning: a pure jitted train step, the Trainer loop, data collators, orbax checkpoints and device meshes."""
+
+from .checkpointing import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .collators import (
+    DataCollatorForLanguageModeling,
+    DataCollatorForSeq2Seq,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    DefaultDataCollator,
+    default_data_collator,
+)
+from .sharding import create_mesh, initialize_distributed, shard_batch, state_sharding
+from .steps import make_eval_step, make_train_step
+from .train_state import TrainState
+from .trainer import EvalPrediction, NonFiniteLossError, PredictionOutput, Trainer, TrainingArguments, TrainOutput
+
+__all__ = [
+    "DataCollatorForLanguageModeling", "DataCollatorForSeq2Seq", "DataCollatorForTokenClassification",
+    "DataCollatorWithPadding", "DefaultDataCollator", "EvalPrediction", "NonFiniteLossError", "PredictionOutput",
+    "TrainOutput", "TrainState", "Trainer", "TrainingArguments", "create_mesh", "default_data_collator",
+    "initialize_distributed", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "make_eval_step",
+    "make_train_step", "save_checkpoint", "shard_batch", "state_sharding",
+]

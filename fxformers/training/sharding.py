@@ -1,0 +1,96 @@
+"""Device meshes and shardings for training: data parallel by default, FSDP-style as an option.
+
+One code path for one CPU, one GPU, many devices on a host, or many hosts: the mesh has a single ``data`` axis over
+every visible device (``jax.devices()``, all processes). Batches are split along their batch axis over it. Params
+and optimizer state are replicated (data parallel) or, with ``fsdp=True``, each array is split along its largest
+axis that divides by the device count (small arrays stay replicated). ``jit`` inserts the collectives, and the
+update is the global-batch mean whatever the device count.
+
+On several hosts call ``initialize_distributed()`` (``jax.distributed.initialize``) first; each process then
+feeds its own slice of the global batch (``shard_batch`` builds the global array from the local pieces).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+logger = logging.getLogger(__name__)
+
+DATA_AXIS = "data"
+FSDP_MIN_SIZE = 2**14  # arrays smaller than this (biases, norms, scalars) stay replicated under FSDP
+
+
+def initialize_distributed(**kwargs: Any) -> None:
+    """``jax.distributed.initialize`` once, when a multi-process launch is configured (``JAX_COORDINATOR_ADDRESS``,
+    SLURM or Open MPI variables) or keyword arguments are given; a no-op on a single process."""
+    global _distributed_initialized
+    if _distributed_initialized:
+        return
+    if kwargs or any(v in os.environ for v in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")):
+        jax.distributed.initialize(**kwargs)
+        _distributed_initialized = True
+
+
+_distributed_initialized = False
+
+
+def create_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+    """A 1-D mesh with axis ``data`` over ``devices`` (default: every device of every process)."""
+    devices = list(jax.devices() if devices is None else devices)
+    return Mesh(np.array(devices), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
+    """Split the batch axis (after ``leading_axes`` unsplit axes, e.g. 1 for ``[A, B, ...]`` micro-batches)."""
+    return NamedSharding(mesh, P(*([None] * leading_axes), DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def fsdp_spec(shape: Sequence[int], num_shards: int, min_size: int = FSDP_MIN_SIZE) -> P:
+    """Split the largest axis that divides by ``num_shards``; replicate small or indivisible arrays."""
+    if num_shards <= 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
+        return P()
+    for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
+        if shape[axis] % num_shards == 0:
+            spec: list = [None] * len(shape)
+            spec[axis] = DATA_AXIS
+            return P(*spec)
+    return P()
+
+
+def state_sharding(tree: Any, mesh: Mesh, fsdp: bool = False, min_size: int = FSDP_MIN_SIZE) -> Any:
+    """A ``NamedSharding`` per leaf of ``tree`` (arrays or ShapeDtypeStructs): replicated, or FSDP-split."""
+    size = mesh.devices.size
+
+    def leaf(x: Any) -> NamedSharding:
+        shape = getattr(x, "shape", ())
+        return NamedSharding(mesh, fsdp_spec(shape, size, min_size) if fsdp else P())
+
+    return jax.tree_util.tree_map(leaf, tree)
+
+
+def shard_batch(batch: dict, sharding: NamedSharding) -> dict:
+    """Host numpy arrays -> global jax arrays laid out by ``sharding``.
+
+    On one process the arrays are the whole global batch. On several, each process passes its own slice (the
+    global batch is the slices in process order), as ``Trainer`` does.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(batch, sharding)
+    return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def check_divisible(global_batch: int, mesh: Mesh, what: str = "batch") -> None:
+    size = mesh.devices.size
+    if global_batch % size:
+        raise ValueError(f"The global {what} size {global_batch} does not divide over {size} devices; "
+                         "use a per-device batch size (global = per device x devices).")

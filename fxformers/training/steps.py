@@ -1,0 +1,162 @@
+"""Pure, jitted training and evaluation steps.
+
+``train_step(state, batch, rng=None) -> (state, metrics)`` runs the model's own ``labels=`` loss with dropout on,
+takes the gradient, and applies one optimizer update. It is a pure function of its inputs: the dropout key is
+``fold_in(rng or state.rng, state.step)``, so a resumed run draws the same dropout masks as an uninterrupted one.
+
+Shapes: B batch (global), A accumulation steps. ``batch`` is a dict of arrays ``[B, ...]``, or ``[A, B, ...]`` when
+``accumulation_steps > 1`` (A micro-batches, gradients averaged, one update).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ..optimization import FreezeSpec, Schedule, global_norm, trainable_mask
+from .train_state import TrainState
+
+
+def _module_for(model: Any, compute_dtype: Any):
+    """The model's linen module computing in ``compute_dtype`` (params stay float32: flax casts per op)."""
+    if compute_dtype is None or jnp.dtype(compute_dtype) == jnp.dtype(model.dtype):
+        return model.module
+    return type(model.module)(config=model.config, dtype=jnp.dtype(compute_dtype))
+
+
+def loss_fn_for(model: Any, compute_dtype: Any = None) -> Callable:
+    """``loss(params, batch, dropout_rng) -> (loss, outputs)`` from the model's own ``labels=`` loss."""
+    module = _module_for(model, compute_dtype)
+
+    def loss(params, batch, dropout_rng):
+        out = module.apply({"params": params}, **batch, deterministic=False, rngs={"dropout": dropout_rng})
+        if out.loss is None:
+            raise ValueError(
+                f"{type(model).__name__} returned no loss: the batch needs labels ({sorted(batch)} given). "
+                "Add a `labels` column (or start_positions/end_positions for question answering)."
+            )
+        return out.loss.astype(jnp.float32), out
+
+    return loss
+
+
+def make_train_step(
+    model: Any,
+    tx: optax.GradientTransformation,
+    *,
+    schedule: Optional[Schedule] = None,
+    frozen: FreezeSpec = None,
+    compute_dtype: Any = None,
+    accumulation_steps: int = 1,
+    state_sharding: Any = None,
+    batch_sharding: Any = None,
+    donate: bool = True,
+) -> Callable[..., tuple[TrainState, dict]]:
+    """Build the jitted ``train_step(state, batch, rng=None) -> (state, metrics)``.
+
+    model: an fxformers model (its ``module`` and ``config``; its params are not used).
+    tx: the optax transformation (``create_optimizer(...).tx``); schedule: reported as ``learning_rate``.
+    frozen: the same spec given to ``create_optimizer``: those parameters get no gradient (their backward pass is
+        skipped) and stay bit-identical.
+    compute_dtype: e.g. ``jnp.bfloat16`` for bf16 compute over float32 master weights.
+    accumulation_steps: A > 1 expects ``[A, B, ...]`` batches and averages A micro-batch gradients per update.
+    state_sharding / batch_sharding: ``jax.sharding`` trees for ``jit`` (see ``training.sharding``); None lets
+        JAX follow the inputs.
+
+    A non-finite loss or gradient leaves params and optimizer state untouched (the step still counts);
+    ``metrics["nonfinite"]`` says so, and the Trainer stops or skips on it.
+    metrics: loss (mean over micro-batches), grad_norm (before clipping), learning_rate, nonfinite.
+    """
+    loss_fn = loss_fn_for(model, compute_dtype)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def gradients(params, batch, key):
+        if frozen is not None:  # no gradient flows into frozen leaves, so XLA drops their backward pass
+            mask = trainable_mask(params, frozen)
+            params = jax.tree_util.tree_map(lambda m, p: p if m else jax.lax.stop_gradient(p), mask, params)
+        if accumulation_steps == 1:
+            (loss, _), grads = grad_fn(params, batch, key)
+            return loss, grads
+
+        def micro(carry, inputs):  # one micro-batch: add its loss and gradient to the running sums
+            index, micro_batch = inputs
+            (loss, _), grads = grad_fn(params, micro_batch, jax.random.fold_in(key, index))
+            total_loss, total_grads = carry
+            return (total_loss + loss, jax.tree_util.tree_map(jnp.add, total_grads, grads)), None
+
+        zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+        (loss, grads), _ = jax.lax.scan(micro, (jnp.zeros((), jnp.float32), zeros), (jnp.arange(accumulation_steps), batch))
+        scale = 1.0 / accumulation_steps
+        return loss * scale, jax.tree_util.tree_map(lambda g, p: (g * scale).astype(p.dtype), grads, params)
+
+    def train_step(state: TrainState, batch: dict, rng: Optional[jax.Array] = None):
+        key = jax.random.fold_in(state.rng if rng is None else rng, state.step)
+        loss, grads = gradients(state.params, batch, key)
+        grad_norm = global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if frozen is not None:
+            mask = trainable_mask(state.params, frozen)
+            params = jax.tree_util.tree_map(lambda m, new, old: new if m else old, mask, params, state.params)
+        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+        examples = jax.tree_util.tree_leaves(batch)[0]
+        examples = examples.shape[0] * (examples.shape[1] if accumulation_steps > 1 else 1)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            data_position=state.data_position + examples,
+        )
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "learning_rate": schedule(state.step) if schedule is not None else jnp.nan,
+            "nonfinite": ~finite,
+        }
+        return new_state, metrics
+
+    jit_kwargs: dict = {"donate_argnums": (0,) if donate else ()}
+    if state_sharding is not None:
+        jit_kwargs["in_shardings"] = (state_sharding, batch_sharding, None)
+        jit_kwargs["out_shardings"] = (state_sharding, None)
+    jitted = jax.jit(train_step, **jit_kwargs)
+
+    def step(state: TrainState, batch: dict, rng: Optional[jax.Array] = None) -> tuple[TrainState, dict]:
+        return jitted(state, batch, rng)
+
+    step.jitted = jitted  # for .lower(state, batch, None).compile().cost_analysis() and the like
+    return step
+
+
+def prediction_fields(outputs: Any) -> dict:
+    """The arrays ``predict()`` returns from a model output: every field but loss, hidden states and attentions."""
+    skip = {"loss", "hidden_states", "attentions", "encoder_hidden_states", "encoder_attentions",
+            "decoder_hidden_states", "decoder_attentions", "cross_attentions", "past_key_values"}
+    items = outputs.items() if hasattr(outputs, "items") else vars(outputs).items()
+    return {k: v for k, v in items if k not in skip and v is not None}
+
+
+def make_eval_step(model: Any, *, compute_dtype: Any = None, params_sharding: Any = None,
+                   batch_sharding: Any = None) -> Callable[[Any, dict], dict]:
+    """Build the jitted ``eval_step(params, batch) -> {"loss": ..., <prediction fields>}`` (dropout off).
+
+    ``loss`` is present when the batch has labels; the other entries are the model's outputs (``logits`` ...).
+    """
+    module = _module_for(model, compute_dtype)
+
+    def eval_step(params, batch):
+        out = module.apply({"params": params}, **batch, deterministic=True)
+        result = {k: (v.astype(jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else v)
+                  for k, v in prediction_fields(out).items()}
+        if getattr(out, "loss", None) is not None:
+            result["loss"] = out.loss.astype(jnp.float32)
+        return result
+
+    kwargs = {}
+    if params_sharding is not None:
+        kwargs["in_shardings"] = (params_sharding, batch_sharding)
+    return jax.jit(eval_step, **kwargs)
