@@ -68,6 +68,11 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForSeq2SeqLM": "BartForConditionalGeneration",
         "AutoModelForSequenceClassification": "BartForSequenceClassification",
     }),
+    "mbart": ("mbart", "MBartConfig", {
+        "AutoModel": "MBartModel",
+        "AutoModelForSeq2SeqLM": "MBartForConditionalGeneration",
+        "AutoModelForSequenceClassification": "MBartForSequenceClassification",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")

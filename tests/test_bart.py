@@ -240,3 +240,48 @@ def test_config_defaults():
     assert BartConfig(hidden_size=48, encoder_attention_heads=4, decoder_attention_heads=4).d_model == 48
     with pytest.raises(ValueError, match="decoder_attention_heads"):
         BartConfig(d_model=30, encoder_attention_heads=3, decoder_attention_heads=4)
+
+
+# -- mBART: pre-norm layers, final layer norms, the language-id shift -----------------------------------------------------
+@pytest.fixture(scope="session")
+def mbart_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    config = transformers.MBartConfig(**SMALL, scale_embedding=True, decoder_start_token_id=2)
+    model = transformers.MBartForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.model.shared.weight.mul_(8.0)
+    folder = tmp_path_factory.mktemp("mbart")
+    model.save_pretrained(folder)
+    return folder, model
+
+
+def test_mbart_parity_and_generate(mbart_checkpoint):
+    from fxformers.models.mbart.modeling import MBartForConditionalGeneration
+
+    folder, ref = mbart_checkpoint
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    assert isinstance(model, MBartForConditionalGeneration)
+    ids, mask, _, labels = inputs()
+    expected = torch_out(ref, input_ids=ids, attention_mask=mask, labels=labels)
+    got = model(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True)
+    assert rel(got.logits, expected.logits) < TOL
+    assert abs(float(got.loss) - float(expected.loss)) < TOL * float(expected.loss)
+    for a, b in zip(got.decoder_hidden_states, expected.decoder_hidden_states):
+        assert rel(a, b) < TOL
+    settings = dict(max_new_tokens=8, num_beams=3, no_repeat_ngram_size=2)
+    with torch.no_grad():
+        want = ref.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False, **settings)
+    np.testing.assert_array_equal(np.asarray(model.generate(ids, attention_mask=mask, **settings)), want.numpy())
+
+
+def test_mbart_base_model_wraps_language_id(mbart_checkpoint, tmp_path):
+    """Without decoder inputs MBartModel decodes input_ids shifted with the last non-pad token moved to the front."""
+    folder, _ = mbart_checkpoint
+    ref = transformers.MBartModel.from_pretrained(folder).eval()
+    model = AutoModel.from_pretrained(folder)
+    ids, mask, _, _ = inputs()
+    expected = torch_out(ref, input_ids=ids, attention_mask=mask)
+    assert rel(model(input_ids=ids, attention_mask=mask).last_hidden_state, expected.last_hidden_state) < TOL
+    model.save_pretrained(tmp_path)
+    _, info = transformers.MBartModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
