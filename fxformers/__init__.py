@@ -62,6 +62,18 @@ for _name in (
     "Qwen2TokenizerFast", "TokenizerInputError",
 ):
     _EXPORTS[_name] = "fxformers.tokenization"
+for _name in (
+    "Trainer", "TrainingArguments", "EvalPrediction", "TrainState", "DataCollatorWithPadding",
+    "DataCollatorForLanguageModeling", "DataCollatorForSeq2Seq", "DataCollatorForTokenClassification",
+    "DefaultDataCollator", "default_data_collator",
+):
+    _EXPORTS[_name] = "fxformers.training"
+for _name in (
+    "create_optimizer", "get_scheduler", "get_linear_schedule_with_warmup", "get_cosine_schedule_with_warmup",
+    "get_cosine_with_hard_restarts_schedule_with_warmup", "get_constant_schedule", "get_constant_schedule_with_warmup",
+    "get_polynomial_decay_schedule_with_warmup", "get_inverse_sqrt_schedule",
+):
+    _EXPORTS[_name] = "fxformers.optimization"
 
 __all__ = sorted(_EXPORTS)
 
