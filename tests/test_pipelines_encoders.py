@@ -8,6 +8,11 @@ import pytest
 
 from pipeline_helpers import NER_LABELS, assert_same, cached_pipeline, plain, reference_results, run_case, tiny_bert
 
+# the module shares expensive fixtures (checkpoints, compiled shapes): keep it on one xdist worker
+# under `pytest -n 2 --dist loadgroup`
+pytestmark = pytest.mark.xdist_group("pipelines_encoders")
+
+
 LONG_CONTEXT = (
     "The Amazon rainforest covers much of the Amazon basin of South America. The basin covers seven million "
     "square kilometres, of which five and a half million are covered by the rainforest. The region includes "
@@ -106,20 +111,20 @@ def cases(models):
     return build_cases(models)
 
 
-@pytest.fixture(scope="module")
-def references(cases):
+def test_matches_transformers(cases):
+    """Every case against transformers' pipeline; one test (so that one xdist worker runs the single reference
+    subprocess), reporting every mismatching case at once."""
     names = list(cases)
-    return dict(zip(names, reference_results([cases[n] for n in names])))
-
-
-CASE_NAMES = list(build_cases({k: "" for k in ("cls", "ner", "mlm", "qa", "nli", "base")}))
-
-
-@pytest.mark.parametrize("name", CASE_NAMES)
-def test_matches_transformers(name, cases, references):
-    ref = references[name]
-    assert not (isinstance(ref, dict) and "__error__" in ref), ref
-    assert_same(run_case(cases[name]), ref)
+    references = dict(zip(names, reference_results([cases[n] for n in names])))
+    failures = []
+    for name in names:
+        ref = references[name]
+        try:
+            assert not (isinstance(ref, dict) and "__error__" in ref), f"the reference failed: {ref}"
+            assert_same(run_case(cases[name]), ref)
+        except AssertionError as err:
+            failures.append(f"{name}: {err}")
+    assert not failures, f"{len(failures)} of {len(names)} cases differ:\n" + "\n".join(failures)
 
 
 def test_results_do_not_depend_on_batch_size(models):

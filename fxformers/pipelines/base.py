@@ -42,7 +42,7 @@ def bucket_rows(rows: int, batch_size: int) -> int:
     return max(rows, min(batch_size, 1 << max(0, rows - 1).bit_length()))
 
 
-def _progress(total: int, desc: str):
+def progress_bar(total: int, desc: str):
     """A tqdm bar over ``total`` batches; tqdm(disable=None) stays quiet when stderr is not a terminal."""
     try:
         from tqdm.auto import tqdm
@@ -166,7 +166,7 @@ class Pipeline:
         order = sorted(range(len(features)), key=lambda i: lengths[i]) if batch_size > 1 else list(range(len(features)))
         results: list[Optional[dict]] = [None] * len(features)
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        bar = _progress(len(batches), self.task or type(self).__name__)
+        bar = progress_bar(len(batches), self.task or type(self).__name__)
         limit = self.max_length()
         for indices in batches:
             group = [features[i] for i in indices]

@@ -7,7 +7,7 @@ import logging
 import warnings
 from typing import Any
 
-from .base import GenerationPipelineBase, bucket_length, bucket_rows, decode
+from .base import GenerationPipelineBase, progress_bar, bucket_length, bucket_rows, decode
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,11 @@ class Text2TextGenerationPipeline(GenerationPipelineBase):
         outputs = []
         config = fwd.get("generation_config", self.generation_config)
         eos = self.eos_ids(fwd)
-        for i in range(0, len(features), batch_size):
+        starts = range(0, len(features), batch_size)
+        bar = progress_bar(len(starts), self.task)
+        for i in starts:
+            if bar is not None:
+                bar.update(1)
             group = features[i:i + batch_size]
             longest = max(len(f["input_ids"]) for f in group)
             for f in group:
@@ -80,6 +84,8 @@ class Text2TextGenerationPipeline(GenerationPipelineBase):
             n = sequences.shape[0] // batch["input_ids"].shape[0]
             for r in range(len(group)):
                 outputs.append({"output_ids": self.trim_group(sequences[r * n:(r + 1) * n], 1, eos, None)})
+        if bar is not None:
+            bar.close()
         return outputs
 
     def postprocess(self, outputs: dict, return_type=ReturnType.TEXT, clean_up_tokenization_spaces=False):

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .base import GenerationPipelineBase, bucket_length, bucket_rows, decode
+from .base import GenerationPipelineBase, progress_bar, bucket_length, bucket_rows, decode
 
 
 class ReturnType(enum.Enum):
@@ -141,7 +141,10 @@ class TextGenerationPipeline(GenerationPipelineBase):
         groups = [features[i:i + batch_size] for i in range(0, len(features), batch_size)]
         gen_kwargs = self._generate_kwargs(fwd)
         eos = self.eos_ids(gen_kwargs)
+        bar = progress_bar(len(groups), self.task)
         for group in groups:
+            if bar is not None:
+                bar.update(1)
             length = bucket_length(max(len(f["input_ids"]) for f in group), None, minimum=8)
             batch = self.collate(group, length, bucket_rows(len(group), batch_size))
             sequences = self.generate(batch, gen_kwargs)  # [rows * n, length + new]
@@ -149,6 +152,8 @@ class TextGenerationPipeline(GenerationPipelineBase):
             for r, feature in enumerate(group):
                 rows = sequences[r * n:(r + 1) * n, length - len(feature["input_ids"]):]
                 outputs.append({"generated_sequence": self.trim_group(rows, len(feature["input_ids"]), eos, None)})
+        if bar is not None:
+            bar.close()
         return outputs
 
     def _generate_kwargs(self, fwd: dict) -> dict:
