@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .base import Pipeline, softmax
+from .base import Pipeline, decode, softmax
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class FillMaskPipeline(Pipeline):
                     p = target_ids[p].tolist()
                 tokens[masked_index[i]] = p
                 tokens = tokens[np.where(tokens != self.tokenizer.pad_token_id)]
-                sequence = self.tokenizer.decode(tokens, skip_special_tokens=single_mask)
-                row.append({"score": v, "token": p, "token_str": self.tokenizer.decode([p]), "sequence": sequence})
+                sequence = decode(self.tokenizer, tokens, skip_special_tokens=single_mask)
+                row.append({"score": v, "token": p, "token_str": decode(self.tokenizer, [p]), "sequence": sequence})
             result.append(row)
         return result[0] if single_mask else result
