@@ -163,6 +163,9 @@ def test_same_shapes_do_not_recompile_and_prompt_lengths_are_bucketed(gpt2):
     fm.generate(other, max_new_tokens=5, repetition_penalty=1.1)
     fm.generate(other[:, :3], max_new_tokens=3, repetition_penalty=1.1)  # fewer new tokens, same bucket
     assert gen_utils.TRACE_COUNT == before
+    again = fxformers.AutoModelForCausalLM.from_pretrained(gpt2[2])  # another instance of the same model shares it
+    again.generate(ids, attention_mask=mask, max_new_tokens=5, repetition_penalty=1.1)
+    assert gen_utils.TRACE_COUNT == before
     fm.generate(np.ones((3, 30), np.int32) * 5, max_new_tokens=5, repetition_penalty=1.1)  # a new bucket compiles
     assert gen_utils.TRACE_COUNT == before + 1
 

@@ -334,10 +334,16 @@ class GenerationMixin:
             raise ValueError(f"early_stopping must be True, False or 'never', got {gc.early_stopping!r}.")
 
     def _generation_program(self, program: _Program):
-        cache = self.__dict__.setdefault("_generation_programs", {})
-        if program not in cache:
-            cache[program] = jax.jit(functools.partial(_run_program, self, program))
-        return cache[program]
+        """The jitted program for these settings, shared by every model with the same class, module and dtype."""
+        key = (type(self), self.module, program)
+        if key not in _PROGRAMS:
+            # a parameter-free copy: params are an argument of the program, never captured by it
+            skeleton = type(self)._from_parts(self.config, None, jnp.dtype(self.dtype).name)
+            _PROGRAMS[key] = jax.jit(functools.partial(_run_program, skeleton, program))
+        return _PROGRAMS[key]
+
+
+_PROGRAMS: dict = {}
 
 
 # -- the compiled program -----------------------------------------------------------------------------------------------
