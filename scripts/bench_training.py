@@ -112,7 +112,7 @@ def bench_torch(cfg: dict, batch: int, seq: int, dtype: str, steps: int, warmup:
     sync()
     elapsed = time.perf_counter() - t0
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
-    return {"seq_per_s": batch * steps / elapsed, "step_ms": 1000 * elapsed / steps, "loss": float(loss),
+    return {"seq_per_s": batch * steps / elapsed, "step_ms": 1000 * elapsed / steps, "loss": float(loss.detach()),
             "device": name, "torch": torch.__version__, "transformers": transformers.__version__}
 
 

@@ -73,9 +73,8 @@ def make_train_step(
     loss_fn = loss_fn_for(model, compute_dtype)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def gradients(params, batch, key):
-        if frozen is not None:  # no gradient flows into frozen leaves, so XLA drops their backward pass
-            mask = trainable_mask(params, frozen)
+    def gradients(params, batch, key, mask):
+        if mask is not None:  # no gradient flows into frozen leaves, so XLA drops their backward pass
             params = jax.tree_util.tree_map(lambda m, p: p if m else jax.lax.stop_gradient(p), mask, params)
         if accumulation_steps == 1:
             (loss, _), grads = grad_fn(params, batch, key)
@@ -94,13 +93,13 @@ def make_train_step(
 
     def train_step(state: TrainState, batch: dict, rng: Optional[jax.Array] = None):
         key = jax.random.fold_in(state.rng if rng is None else rng, state.step)
-        loss, grads = gradients(state.params, batch, key)
+        mask = trainable_mask(state.params, frozen) if frozen is not None else None  # Python bools, fixed at trace
+        loss, grads = gradients(state.params, batch, key, mask)
         grad_norm = global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        if frozen is not None:
-            mask = trainable_mask(state.params, frozen)
+        if mask is not None:
             params = jax.tree_util.tree_map(lambda m, new, old: new if m else old, mask, params, state.params)
         keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
         examples = jax.tree_util.tree_leaves(batch)[0]
