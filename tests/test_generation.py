@@ -228,3 +228,15 @@ def test_top_k_top_p_filtering_matches_transformers_warpers(top_k, top_p, keep):
     ours = np.asarray(top_k_top_p_filtering(logits, top_k=top_k, top_p=top_p, min_tokens_to_keep=keep))
     np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(expected.numpy()))
     np.testing.assert_allclose(np.where(np.isneginf(ours), 0, ours), np.where(np.isneginf(ours), 0, expected.numpy()))
+
+
+def test_beam_sampling_is_deterministic_per_key(gpt2):
+    """do_sample with num_beams (Transformers' beam sampling; draws differ from PyTorch's, so shape and keys only)."""
+    _, fm, _ = gpt2
+    ids, mask = left_padded_batch(seed=8, **BATCH)
+    run = lambda seed: np.asarray(fm.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=True, num_beams=2,
+                                              num_return_sequences=2, prng_key=jax.random.PRNGKey(seed)))
+    a, b = run(0), run(0)
+    assert a.shape[0] == 6 and 7 < a.shape[1] <= 13
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[::2, :7], ids)  # each input's prompt heads its returned sequences
