@@ -226,11 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", default=None, help="float32 (default), bfloat16, float16, auto (keep the checkpoint's)")
     c.add_argument("--max-shard-size", default="5GB")
     c.set_defaults(func=cmd_convert)
+
+    t = sub.add_parser("train", help="fine-tune from a YAML config (configs/*.yaml)",
+                       description="Run the fine-tuning a YAML config describes; --key value pairs override its "
+                                   "fields (--training.learning_rate 1e-4, or --learning_rate 1e-4).")
+    t.add_argument("config", help="a YAML (or JSON) config, e.g. configs/minilm_text_classification.yaml")
+    t.set_defaults(func=cmd_train)
     return parser
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training.recipes import train_from_config
+
+    print(json.dumps(train_from_config(args.config, args.overrides), indent=2))
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and getattr(args, "command", None) != "train":
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

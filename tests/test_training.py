@@ -342,3 +342,31 @@ def test_saved_model_loads_in_pytorch_with_the_same_predictions(minilm_finetuned
         theirs = reference(**theirs_tok(texts, padding=True, return_tensors="pt")).logits.numpy()
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
     assert list(ours.argmax(-1)) == [0, 1, 1, 0]
+
+
+# -- config-driven runs ------------------------------------------------------------------------------------------------
+def test_fxformers_train_from_yaml_with_overrides(tmp_path, capsys):
+    import shutil
+
+    from fxformers import cli
+    from fxformers.testing_assets import minilm_path
+
+    model_dir = tmp_path / "tiny"
+    BertForSequenceClassification(BertConfig(**dict(TINY, vocab_size=30522)), seed=0).save_pretrained(model_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm_path() / name).is_file():
+            shutil.copy(minilm_path() / name, model_dir / name)
+    rows = ["text,label"] + [f"the film was {w},{lab}" for w, lab in
+                             [("great", "pos"), ("awful", "neg"), ("superb", "pos"), ("dull", "neg")] * 4]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"task: text-classification\nmodel_name_or_path: {model_dir}\ntrain_file: train.csv\n"
+                      "max_seq_length: 16\ntraining:\n  output_dir: out\n  per_device_train_batch_size: 4\n")
+    out = tmp_path / "out"
+    code = cli.main(["train", str(config), "--train_file", str(tmp_path / "train.csv"), "--training.max_steps", "2",
+                     "--output_dir", str(out), "--save_strategy", "no", "--disable_tqdm", "true"])
+    assert code == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["epoch"] == 0.5 and np.isfinite(metrics["train_loss"])
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["id2label"] == {"0": "neg", "1": "pos"} and (out / "model.safetensors").is_file()
