@@ -285,3 +285,12 @@ def test_mbart_base_model_wraps_language_id(mbart_checkpoint, tmp_path):
     model.save_pretrained(tmp_path)
     _, info = transformers.MBartModel.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
+
+
+def test_generate_refuses_more_positions_than_the_table(generation_checkpoint):
+    """Learned positions: a source or decoder longer than max_position_embeddings raises instead of clamping."""
+    model = BartForConditionalGeneration.from_pretrained(generation_checkpoint[0])
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model.generate(np.full((1, 7), 5), max_new_tokens=64)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model.generate(np.full((1, 65), 5), max_new_tokens=4)

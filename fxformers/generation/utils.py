@@ -227,6 +227,13 @@ class GenerationMixin:
             mask_in[:, :prompt_len] = mask
             start, prompt_end, buffer_length = 0, 1, 1 + new_cap
             first_token = np.zeros((batch,), np.int32)
+            limit = getattr(self, "generation_max_positions", lambda: None)()  # decoder positions (BART's table)
+            if limit is not None and max(max_length, prompt_len) > limit:
+                raise ValueError(
+                    f"The source ({prompt_len} tokens) or the decoder ({max_length} positions: start token + {max_new} "
+                    f"new) exceeds this model's {limit} positions (max_position_embeddings); truncate the input or "
+                    "lower max_new_tokens."
+                )
         else:
             t_bucket = bucket_length(prompt_len)
             limit = getattr(self, "generation_max_positions", lambda: None)()

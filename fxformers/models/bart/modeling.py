@@ -34,6 +34,7 @@ def shift_tokens_right(input_ids, pad_token_id, decoder_start_token_id):
         raise ValueError("config.pad_token_id is None; set it to shift labels into decoder_input_ids.")
     if decoder_start_token_id is None:
         raise ValueError("config.decoder_start_token_id is None; set it or pass decoder_input_ids.")
+    input_ids = jnp.asarray(input_ids)
     start = jnp.full(input_ids.shape[:-1] + (1,), decoder_start_token_id, input_ids.dtype)
     shifted = jnp.concatenate([start, input_ids[..., :-1]], axis=-1)
     return jnp.where(shifted == -100, pad_token_id, shifted)

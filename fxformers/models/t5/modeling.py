@@ -64,6 +64,7 @@ def shift_right(labels, decoder_start_token_id: Optional[int], pad_token_id: Opt
         )
     if pad_token_id is None:
         raise ValueError("config.pad_token_id is None; set it to replace -100 in the shifted labels.")
+    labels = jnp.asarray(labels)
     start = jnp.full(labels.shape[:-1] + (1,), decoder_start_token_id, labels.dtype)
     shifted = jnp.concatenate([start, labels[..., :-1]], axis=-1)
     return jnp.where(shifted == -100, pad_token_id, shifted)
