@@ -14,7 +14,7 @@ import pytest
 
 from fxformers.testing_assets import minilm_path
 
-# the module shares expensive fixtures (checkpoints, compiled shapes): keep it on one xdist worker
+# the module shares expensive session fixtures (checkpoints, compiled shapes): keep it on one xdist worker
 # under `pytest -n 2 --dist loadgroup`
 pytestmark = pytest.mark.xdist_group("pipelines_cli")
 
@@ -29,7 +29,7 @@ def fxformers(*args: str, env: dict | None = None) -> subprocess.CompletedProces
                           env=full_env, timeout=600, cwd=str(REPO))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sentiment_folder(tmp_path_factory):
     """A tiny random BERT sentiment model written by fxformers itself (no torch), with the MiniLM tokenizer."""
     from fxformers.models.bert.configuration import BertConfig

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline_helpers import NER_LABELS, assert_same, cached_pipeline, plain, reference_results, run_case, tiny_bert
 
-# the module shares expensive fixtures (checkpoints, compiled shapes): keep it on one xdist worker
+# the module shares expensive session fixtures (checkpoints, compiled shapes): keep it on one xdist worker
 # under `pytest -n 2 --dist loadgroup`
 pytestmark = pytest.mark.xdist_group("pipelines_encoders")
 
@@ -21,7 +21,7 @@ LONG_CONTEXT = (
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline-models")
     return {
@@ -106,7 +106,7 @@ def build_cases(m: dict) -> dict[str, dict]:
     return cases
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cases(models):
     return build_cases(models)
 

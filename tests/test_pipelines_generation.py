@@ -11,7 +11,7 @@ import pytest
 
 from pipeline_helpers import assert_same, cached_pipeline, reference_results, run_case
 
-# the module shares expensive fixtures (checkpoints, compiled shapes): keep it on one xdist worker
+# the module shares expensive session fixtures (checkpoints, compiled shapes): keep it on one xdist worker
 # under `pytest -n 2 --dist loadgroup`
 pytestmark = pytest.mark.xdist_group("pipelines_generation")
 
@@ -37,7 +37,7 @@ def _bpe(specials):
     return tk
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def models(tmp_path_factory):
     import torch
     import transformers
@@ -130,7 +130,7 @@ def build_cases(m: dict) -> dict[str, dict]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cases(models):
     return build_cases(models)
 

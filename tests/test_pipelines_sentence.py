@@ -14,7 +14,7 @@ import pytest
 
 from fxformers.testing_assets import minilm_path
 
-# the module shares expensive fixtures (checkpoints, compiled shapes): keep it on one xdist worker
+# the module shares expensive session fixtures (checkpoints, compiled shapes): keep it on one xdist worker
 # under `pytest -n 2 --dist loadgroup`
 pytestmark = pytest.mark.xdist_group("pipelines_sentence")
 
@@ -29,7 +29,7 @@ SENTENCES = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def embedder():
     from fxformers.pipelines import SentenceEmbedder
 

@@ -323,7 +323,7 @@ class GenerationPipelineBase(Pipeline):
         return np.asarray(out)
 
     @staticmethod
-    def trim_group(sequences: np.ndarray, start: int, eos_ids: tuple, pad_id: Optional[int]) -> np.ndarray:
+    def trim_group(sequences: np.ndarray, start: int, eos_ids: tuple) -> np.ndarray:
         """Cut a feature's generated rows [n, S] after column ``start`` to the length of its longest row (to its
         EOS), the shape Transformers returns when that input is generated on its own."""
         if not eos_ids:

@@ -83,7 +83,7 @@ class Text2TextGenerationPipeline(GenerationPipelineBase):
             sequences = self.generate(batch, fwd)  # [rows * n, 1 + new]
             n = sequences.shape[0] // batch["input_ids"].shape[0]
             for r in range(len(group)):
-                outputs.append({"output_ids": self.trim_group(sequences[r * n:(r + 1) * n], 1, eos, None)})
+                outputs.append({"output_ids": self.trim_group(sequences[r * n:(r + 1) * n], 1, eos)})
         if bar is not None:
             bar.close()
         return outputs

@@ -151,7 +151,7 @@ class TextGenerationPipeline(GenerationPipelineBase):
             n = sequences.shape[0] // batch["input_ids"].shape[0]
             for r, feature in enumerate(group):
                 rows = sequences[r * n:(r + 1) * n, length - len(feature["input_ids"]):]
-                outputs.append({"generated_sequence": self.trim_group(rows, len(feature["input_ids"]), eos, None)})
+                outputs.append({"generated_sequence": self.trim_group(rows, len(feature["input_ids"]), eos)})
         if bar is not None:
             bar.close()
         return outputs
