@@ -14,9 +14,6 @@ import pytest
 
 from fxformers.testing_assets import minilm_path
 
-# the module shares expensive session fixtures (checkpoints, compiled shapes): keep it on one xdist worker
-# under `pytest -n 2 --dist loadgroup`
-pytestmark = pytest.mark.xdist_group("pipelines_cli")
 
 
 REPO = Path(__file__).resolve().parent.parent

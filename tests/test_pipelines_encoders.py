@@ -8,9 +8,6 @@ import pytest
 
 from pipeline_helpers import NER_LABELS, assert_same, cached_pipeline, plain, reference_results, run_case, tiny_bert
 
-# the module shares expensive session fixtures (checkpoints, compiled shapes): keep it on one xdist worker
-# under `pytest -n 2 --dist loadgroup`
-pytestmark = pytest.mark.xdist_group("pipelines_encoders")
 
 
 LONG_CONTEXT = (

@@ -11,9 +11,6 @@ import pytest
 
 from pipeline_helpers import assert_same, cached_pipeline, reference_results, run_case
 
-# the module shares expensive session fixtures (checkpoints, compiled shapes): keep it on one xdist worker
-# under `pytest -n 2 --dist loadgroup`
-pytestmark = pytest.mark.xdist_group("pipelines_generation")
 
 
 TRAIN = [
