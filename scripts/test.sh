@@ -12,4 +12,4 @@ PY=${PYTHON:-python3}
 [ -x .venv4/bin/python ] || "$PY" -m venv .venv4
 .venv4/bin/python -m pip install -q --upgrade pip
 .venv4/bin/python -m pip install -q torch==2.13.0 "transformers==4.57.6" sentencepiece protobuf
-exec .venv/bin/python -m pytest -n 2 "$@"
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

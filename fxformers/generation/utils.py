@@ -210,10 +210,12 @@ class GenerationMixin:
             suppress_tokens=self._as_ids(gc.suppress_tokens),
             begin_suppress_tokens=self._as_ids(gc.begin_suppress_tokens),
             do_sample=do_sample,
-            temperature=float(gc.temperature),
-            top_k=int(gc.top_k or 0),
-            top_p=float(gc.top_p if gc.top_p is not None else 1.0),
-            min_p=None if gc.min_p is None else float(gc.min_p),
+            # The warpers act only when sampling: neutral values otherwise, so greedy and beam programs do not
+            # compile again for a temperature or top_k they never use (pipelines default temperature=0.7).
+            temperature=float(gc.temperature) if do_sample else 1.0,
+            top_k=int(gc.top_k or 0) if do_sample else 0,
+            top_p=float(gc.top_p if gc.top_p is not None else 1.0) if do_sample else 1.0,
+            min_p=None if gc.min_p is None or not do_sample else float(gc.min_p),
             min_tokens_to_keep=(n_eos + 1 if n_eos else 2) if (do_sample and num_beams > 1) else 1,
             renormalize_logits=bool(gc.renormalize_logits),
         )
