@@ -217,9 +217,14 @@ class PreTrainedModel:
         return _forward(self.module, self.params if params is None else params, inputs, rngs, **flags)
 
     def prepare_inputs(self, inputs: dict) -> dict:
-        """Check and convert inputs on the host; raises before JAX could clamp a bad index silently."""
+        """Check inputs on the host; raises before JAX could clamp a bad index silently.
+
+        Host data stays numpy (the jitted call transfers it once, in C++; a ``jnp.asarray`` here would add a
+        dispatch per input) and jax arrays stay where they are.
+        """
         for name, value in inputs.items():
-            inputs[name] = value if isinstance(value, jax.Array) else jnp.asarray(np.asarray(value))
+            if not isinstance(value, (jax.Array, np.ndarray)):
+                inputs[name] = np.asarray(value)
         self.validate_inputs(inputs)
         return inputs
 
@@ -294,15 +299,24 @@ def _resize_axis(value: jax.Array, axis: int, size: int) -> jax.Array:
     return jnp.concatenate([value, fill.astype(value.dtype)], axis=axis)
 
 
+@jax.jit
+def _min_max(ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return ids.min(), ids.max()
+
+
 def check_ids(ids: jax.Array, name: str, limit: Optional[int]) -> None:
     """Integer dtype and every value in [0, limit): raises ValueError naming the first offending value."""
     if not jnp.issubdtype(ids.dtype, jnp.integer):
         raise TypeError(f"{name} must be integers, got dtype {ids.dtype}.")
     if ids.size == 0:
         return
-    host = np.asarray(ids)
-    low, high = host.min(), host.max()
+    if isinstance(ids, jax.Array) and any(d.platform != "cpu" for d in ids.devices()):
+        low, high = jax.device_get(_min_max(ids))  # two scalars back from the accelerator, not the whole array
+    else:
+        host = np.asarray(ids)  # numpy, or a view of a CPU array: no copy
+        low, high = host.min(), host.max()
     if low < 0 or (limit is not None and high >= limit):
+        host = np.asarray(ids)
         bad = low if low < 0 else high
         where = tuple(int(i) for i in np.argwhere(host == bad)[0])
         raise ValueError(f"{name} holds {bad} at index {where}, outside [0, {limit}); fix the ids or the tokenizer.")
