@@ -133,6 +133,9 @@ if framework == "fxformers":
     jax.block_until_ready(m.params)
     loaded = kib("VmRSS")
     run = lambda: jax.block_until_ready(m(input_ids=ids, attention_mask=mask))
+    def device_peak():
+        d = jax.devices()[0]
+        return (d.memory_stats() or {}).get("peak_bytes_in_use") if d.platform == "gpu" else None
 else:
     import torch, transformers
     from fxformers.testing_assets import minilm_path
@@ -140,21 +143,30 @@ else:
         m = transformers.AutoModel.from_pretrained(str(minilm_path()))
     else:
         m = transformers.BertForSequenceClassification(transformers.BertConfig())
-    m = m.eval().to(getattr(torch, dtype))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    m = m.eval().to(device=device, dtype=getattr(torch, dtype))
     loaded = kib("VmRSS")
-    t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+    t_ids, t_mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
     def run():
         with torch.inference_mode():
             m(input_ids=t_ids, attention_mask=t_mask)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    def device_peak():
+        return torch.cuda.max_memory_allocated() if device == "cuda" else None
 run()
 run()
-print(json.dumps({"loaded_MiB": loaded / 1024, "peak_MiB": kib("VmHWM") / 1024}))
+out = {"loaded_MiB": loaded / 1024, "peak_MiB": kib("VmHWM") / 1024}
+if device_peak() is not None:
+    out["device_peak_MiB"] = device_peak() / 2**20
+print(json.dumps(out))
 """
 
 
 def memory_probe(framework: str, model: str, dtype: str, batch: int, length: int) -> dict | None:
     """Peak resident memory of a fresh process that loads the model and runs two batch x length calls (the first
-    compiles, for fxformers): {"peak_MiB", "loaded_MiB", "rise_MiB"} (rise = peak minus RSS after loading)."""
+    compiles, for fxformers): {"peak_MiB", "loaded_MiB", "rise_MiB"} (rise = peak minus RSS after loading), and on
+    a GPU "device_peak_MiB" (JAX's peak_bytes_in_use, torch.cuda.max_memory_allocated)."""
     if not Path("/proc/self/status").is_file():
         return None
     res = subprocess.run([sys.executable, "-c", MEMORY_WORKER, framework, model, dtype, str(batch), str(length)],
@@ -495,7 +507,8 @@ def _find_ratios(obj, prefix="") -> list[tuple[str, float]]:
     if isinstance(obj, dict):
         for k, v in obj.items():
             path = f"{prefix}.{k}" if prefix else k
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and ("ratio" in k or "speedup" in k):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and any(
+                    w in k for w in ("ratio", "speedup", "mfu", "roofline_fraction")):
                 found.append((path, float(v)))
             else:
                 found.extend(_find_ratios(v, path))
@@ -562,6 +575,9 @@ def render_markdown(report: dict) -> str:
                 f, p = mem["fxformers"], mem["transformers"]
                 lines.append(f"| {model} | {r['dtype']} | peak RSS, fresh process, {t['shape']} (MiB; rise over "
                              f"loaded) | {f['peak_MiB']} ({f['rise_MiB']}) | {p['peak_MiB']} ({p['rise_MiB']}) | — |")
+                if "device_peak_MiB" in f and "device_peak_MiB" in p:
+                    lines.append(f"| {model} | {r['dtype']} | peak device memory, {t['shape']} (MiB) | "
+                                 f"{f['device_peak_MiB']} | {p['device_peak_MiB']} | — |")
         a = enc.get("sentence_anchor")
         if a:
             target = None if gpu else CPU_TARGETS["minilm"]
@@ -592,11 +608,18 @@ def render_markdown(report: dict) -> str:
             continue
         args = " ".join(sec["args"]) or "(its defaults)"
         lines += [f"`scripts/{SECTION_SCRIPTS[name]} {args}` ({sec['wall_s']} s). Raw figures: `sections.{name}` "
-                  "in the JSON.", "", "| figure | ratio |", "|---|---|"]
+                  "in the JSON.", "", "| figure | value |", "|---|---|"]
         target = CPU_TARGETS.get(name) if not gpu else None
         ratios = _find_ratios(sec["result"])
         for path, ratio in ratios:
-            lines.append(f"| {path} | {_ratio_cell(ratio, target)} |")
+            leaf = path.rsplit(".", 1)[-1]
+            if "mfu" in leaf:
+                cell = f"{ratio:.1f}% MFU"
+            elif "roofline_fraction" in leaf:
+                cell = f"{100 * ratio:.0f}% of the bandwidth roofline"
+            else:
+                cell = _ratio_cell(ratio, target)
+            lines.append(f"| {path} | {cell} |")
         if not ratios:
             lines.append("| (the script reports no ratio key) | — |")
         lines.append("")
