@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -28,12 +27,28 @@ from fxformers.training import (
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Many tests below build the same tiny train step in fresh Trainers (and subprocesses): a compilation cache shared
-# by all of them turns every compile after the first into a disk read.
-if not jax.config.jax_compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="fxformers-jax-cache-"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+_CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                  "jax_persistent_cache_min_entry_size_bytes")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_compilation_cache(tmp_path_factory):
+    """Many tests below build the same tiny train step in fresh Trainers (and subprocesses): a compilation cache
+    shared by them turns every compile after the first into a disk read. Only for this module's tests."""
+    from jax._src import compilation_cache
+
+    saved = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
+    if saved["jax_compilation_cache_dir"]:
+        yield saved["jax_compilation_cache_dir"]
+        return
+    folder = str(tmp_path_factory.mktemp("jax-cache"))
+    for name, value in zip(_CACHE_OPTIONS, (folder, 0.0, 0)):
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    yield folder
+    for name, value in saved.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
 
 # A tiny BERT and a learnable task (label = first token is in the upper half of the vocabulary); dropout on, so
 # the dropout keys are part of what resuming must reproduce.
@@ -64,8 +79,10 @@ exec(TINY_SOURCE)  # the same helpers in this process and in the subprocess work
 
 
 def run_worker(code: str, devices: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    if jax.config.jax_compilation_cache_dir:  # share this module's compilation cache
+        env.update(JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     script = TINY_SOURCE + textwrap.dedent(code)
