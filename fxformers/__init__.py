@@ -8,22 +8,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .auto import REGISTRY
+
 __version__ = "0.1.0"
 
-_MODELS = {
-    "bert": ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
-             "BertForQuestionAnswering", "BertForMaskedLM", "BertForMultipleChoice"],
-    "roberta": ["RobertaConfig", "XLMRobertaConfig"] + [
-        f"{p}{h}" for p in ("Roberta", "XLMRoberta") for h in (
-            "Model", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMaskedLM",
-            "ForMultipleChoice")],
-    "gpt2": ["GPT2Config", "GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification"],
-    "llama": ["LlamaConfig", "LlamaModel", "LlamaForCausalLM", "MistralConfig", "MistralModel", "MistralForCausalLM",
-              "Qwen2Config", "Qwen2Model", "Qwen2ForCausalLM"],
-    "distilbert": ["DistilBertConfig", "DistilBertModel", "DistilBertForSequenceClassification",
-                   "DistilBertForTokenClassification", "DistilBertForQuestionAnswering", "DistilBertForMaskedLM",
-                   "DistilBertForMultipleChoice"],
-}
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -38,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForMultipleChoice": "fxformers.auto",
     "AutoModelForCausalLM": "fxformers.auto",
     "AutoModelForSeq2SeqLM": "fxformers.auto",
+    "AutoModelForTextEncoding": "fxformers.auto",
     "GenerationConfig": "fxformers.generation",
     "GenerationMixin": "fxformers.generation",
     "top_k_top_p_filtering": "fxformers.generation",
@@ -50,10 +39,11 @@ _EXPORTS: dict[str, str] = {
     "pipeline": "fxformers.pipelines",
     "SentenceEmbedder": "fxformers.pipelines",
 }
-for _package, _names in _MODELS.items():
-    for _name in _names:
-        _module = "configuration" if _name.endswith("Config") else "modeling"
-        _EXPORTS[_name] = f"fxformers.models.{_package}.{_module}"
+# Every architecture's config and model classes, from the one model_type table the Auto classes use.
+for _package, _config, _classes in REGISTRY.values():
+    _EXPORTS[_config] = f"fxformers.models.{_package}.configuration"
+    for _name in _classes.values():
+        _EXPORTS[_name] = f"fxformers.models.{_package}.modeling"
 for _name in (
     "AutoTokenizer", "BatchEncoding", "PreTrainedTokenizer", "PreTrainedTokenizerFast", "BertTokenizer",
     "BertTokenizerFast", "DistilBertTokenizer", "DistilBertTokenizerFast", "RobertaTokenizer", "RobertaTokenizerFast",
