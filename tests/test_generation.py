@@ -213,6 +213,8 @@ def test_clear_errors(gpt2):
         fm.generate(ids, do_sample=True, typical_p=0.5)
     with pytest.raises(ValueError, match="outside"):
         fm.generate(np.array([[5, VOCAB]]))
+    with pytest.raises(ValueError, match="no rows"):
+        fm.generate(np.zeros((0, 3), np.int64))
 
 
 @pytest.mark.parametrize("top_k,top_p,keep", [(0, 0.7, 1), (5, 1.0, 1), (4, 0.6, 2), (0, 0.05, 3)])

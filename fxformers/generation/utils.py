@@ -140,6 +140,8 @@ class GenerationMixin:
         if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"input_ids must be a [batch, length] integer array, got shape {ids.shape}, dtype {ids.dtype}.")
         batch, prompt_len = ids.shape
+        if batch == 0:
+            raise ValueError("input_ids has no rows (batch of 0); pass at least one prompt.")
         if prompt_len == 0:
             raise ValueError("input_ids is empty; generation needs at least one prompt token.")
         config = self.config
