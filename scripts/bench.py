@@ -520,7 +520,8 @@ def _find_ratios(obj, prefix="") -> list[tuple[str, float]]:
 
 
 def _row_label(row: dict) -> str:
-    keys = ("model", "name", "size", "mode", "dtype", "batch", "prompt_len", "src_len", "new_tokens", "beams")
+    keys = ("model", "name", "size", "mode", "search", "decoding", "dtype", "batch", "prompt_len", "src_len", "new_tokens",
+            "beams", "num_beams")
     return " ".join(f"{k}={row[k]}" for k in keys if isinstance(row.get(k), (str, int)) and not isinstance(row.get(k), bool))
 
 
@@ -623,6 +624,9 @@ def render_markdown(report: dict) -> str:
         if not ratios:
             lines.append("| (the script reports no ratio key) | — |")
         lines.append("")
+    missing = [n for n in report.get("sections_requested", []) if n not in report["sections"]]
+    if missing:
+        lines += ["## Not run", "", f"Requested but not reached before the run stopped: {', '.join(missing)}.", ""]
     lines += ["## GPU targets", "", "| target | status |", "|---|---|"]
     for what, target in GPU_TARGETS:
         lines.append(f"| {what} {target} | {'see above' if gpu else 'not measured: no GPU in this session'} |")
@@ -711,6 +715,7 @@ def main(argv=None) -> None:
         "gpu": str(jax.devices()[0].device_kind) if args.backend == "gpu" else None,
         "preset": args.preset,
         "quick": args.quick,
+        "sections_requested": args.sections,
         "loadavg_start": round(os.getloadavg()[0], 2),
         "sections": {},
     }
