@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..ops.bucketing import bucket_length
 from . import processors as P
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig
 
@@ -46,13 +47,9 @@ _UNSUPPORTED = {  # field -> value meaning "off"; anything else is rejected rath
 }
 
 
-def bucket_length(length: int, buckets: tuple[int, ...] = PROMPT_BUCKETS) -> int:
-    """The padded length a prompt of ``length`` tokens runs at: the next bucket, then multiples of the largest."""
-    for b in buckets:
-        if length <= b:
-            return b
-    top = buckets[-1]
-    return -(-length // top) * top
+def prompt_bucket(length: int) -> int:
+    """The padded length a prompt of ``length`` tokens runs at: the next power of two from 8, then multiples of 1024."""
+    return bucket_length(length, minimum=PROMPT_BUCKETS[0], multiple=PROMPT_BUCKETS[-1])
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -223,7 +220,7 @@ class GenerationMixin:
         )
         new_cap = _round_up(max_new, NEW_TOKENS_MULTIPLE)
         if encoder_decoder:
-            enc_len = bucket_length(prompt_len)
+            enc_len = prompt_bucket(prompt_len)
             fill = (pad if pad is not None else 0)
             ids_in = np.full((batch, enc_len), fill, np.int32)
             ids_in[:, :prompt_len] = ids
@@ -239,7 +236,7 @@ class GenerationMixin:
                     "lower max_new_tokens."
                 )
         else:
-            t_bucket = bucket_length(prompt_len)
+            t_bucket = prompt_bucket(prompt_len)
             limit = getattr(self, "generation_max_positions", lambda: None)()
             start = t_bucket - prompt_len
             ids_in = np.full((batch, t_bucket), pad if pad is not None else 0, np.int32)

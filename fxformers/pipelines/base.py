@@ -23,18 +23,17 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..ops.bucketing import bucket_length as shared_bucket_length
+
 logger = logging.getLogger(__name__)
 
 MIN_BUCKET = 16
 
 
 def bucket_length(length: int, limit: Optional[int] = None, minimum: int = MIN_BUCKET) -> int:
-    """Padded length for a batch whose longest row has ``length`` tokens: the next power of two (at least
-    ``minimum``), capped at ``limit`` (the model's position limit) but never below ``length``."""
-    padded = max(minimum, 1 << max(0, int(length) - 1).bit_length())
-    if limit is not None and padded > limit:
-        padded = max(limit, length)
-    return padded
+    """Padded length for a batch whose longest row has ``length`` tokens: the shared rule of
+    ``fxformers.ops.bucketing`` (next power of two, at least ``minimum``, capped at the model's ``limit``)."""
+    return shared_bucket_length(length, minimum=minimum, max_length=limit)
 
 
 def bucket_rows(rows: int, batch_size: int) -> int:
