@@ -144,3 +144,18 @@ def assert_same(ours: Any, ref: Any, atol: float = 1e-4, path: str = "result") -
         assert abs(ours - ref) <= atol, f"{path}: {ours} != reference {ref}"
     else:
         assert ours == ref and type(ours) is type(ref), f"{path}: {ours!r} != reference {ref!r}"
+
+
+def assert_all_cases_match(cases: dict[str, dict]) -> None:
+    """Run every case through fxformers and transformers (one reference subprocess) and report every mismatch."""
+    names = list(cases)
+    references = dict(zip(names, reference_results([cases[n] for n in names])))
+    failures = []
+    for name in names:
+        ref = references[name]
+        try:
+            assert not (isinstance(ref, dict) and "__error__" in ref), f"the reference failed: {ref}"
+            assert_same(run_case(cases[name]), ref)
+        except AssertionError as err:
+            failures.append(f"{name}: {err}")
+    assert not failures, f"{len(failures)} of {len(names)} cases differ:\n" + "\n".join(failures)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline_helpers import assert_same, cached_pipeline, reference_results, run_case
+from pipeline_helpers import assert_all_cases_match, assert_same, cached_pipeline
 
 
 
@@ -135,17 +135,7 @@ def cases(models):
 def test_matches_transformers(cases):
     """Every case against transformers' pipeline; one test (so that one xdist worker runs the single reference
     subprocess), reporting every mismatching case at once."""
-    names = list(cases)
-    references = dict(zip(names, reference_results([cases[n] for n in names])))
-    failures = []
-    for name in names:
-        ref = references[name]
-        try:
-            assert not (isinstance(ref, dict) and "__error__" in ref), f"the reference failed: {ref}"
-            assert_same(run_case(cases[name]), ref)
-        except AssertionError as err:
-            failures.append(f"{name}: {err}")
-    assert not failures, f"{len(failures)} of {len(names)} cases differ:\n" + "\n".join(failures)
+    assert_all_cases_match(cases)
 
 
 def test_equals_decoded_generate(models):

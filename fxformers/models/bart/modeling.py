@@ -84,7 +84,15 @@ class BartAttention(nn.Module):
         return self.out_proj(context.reshape(b, t, d)), weights, cache
 
 
-class BartEncoderLayer(nn.Module):
+class BartFeedForward:
+    """Mixin of both layer kinds: fc1 -> activation -> dropout -> fc2 -> dropout (submodules set in each setup)."""
+
+    def feed_forward(self, x, deterministic):
+        h = self.activation_dropout(self.act(self.fc1(x)), deterministic=deterministic)  # [B, T, F]
+        return self.dropout(self.fc2(h), deterministic=deterministic)  # [B, T, D]
+
+
+class BartEncoderLayer(BartFeedForward, nn.Module):
     config: Any
     dtype: Any = jnp.float32
 
@@ -99,10 +107,6 @@ class BartEncoderLayer(nn.Module):
         self.activation_dropout = nn.Dropout(c.activation_dropout)
         self.act = get_activation(c.activation_function)
 
-    def feed_forward(self, x, deterministic):
-        h = self.activation_dropout(self.act(self.fc1(x)), deterministic=deterministic)  # [B, T, F]
-        return self.dropout(self.fc2(h), deterministic=deterministic)  # [B, T, D]
-
     def __call__(self, x, mask, deterministic=True, output_attentions=False):
         h, weights, _ = self.self_attn(x, mask, deterministic=deterministic, output_attentions=output_attentions)
         x = self.self_attn_layer_norm(x + self.dropout(h, deterministic=deterministic))
@@ -110,7 +114,7 @@ class BartEncoderLayer(nn.Module):
         return x, weights
 
 
-class BartDecoderLayer(nn.Module):
+class BartDecoderLayer(BartFeedForward, nn.Module):
     config: Any
     dtype: Any = jnp.float32
 
@@ -126,10 +130,6 @@ class BartDecoderLayer(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.activation_dropout = nn.Dropout(c.activation_dropout)
         self.act = get_activation(c.activation_function)
-
-    def feed_forward(self, x, deterministic):
-        h = self.activation_dropout(self.act(self.fc1(x)), deterministic=deterministic)  # [B, T, F]
-        return self.dropout(self.fc2(h), deterministic=deterministic)  # [B, T, D]
 
     def cross_kv(self, encoder_hidden):
         return self.encoder_attn.project_kv(encoder_hidden)
