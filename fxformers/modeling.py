@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import os
@@ -22,6 +23,7 @@ from flax import linen as nn
 
 from .configuration import PretrainedConfig
 from .convert import ConversionTable, align_prefix, flatten, flax_to_pytorch, pytorch_to_flax, unflatten
+from .ops.unpadding import check_right_padded, unpadded_length
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +204,14 @@ class PreTrainedModel:
             generation_config.save_pretrained(folder)
 
     # -- running ---------------------------------------------------------------------------------------------------
-    def __call__(self, *args: Any, params: Any = None, dropout_rng: Optional[jax.Array] = None, **kwargs: Any):
-        """Run the model. Keyword names follow Transformers; ``train=True`` with ``dropout_rng`` enables dropout."""
+    def __call__(self, *args: Any, params: Any = None, dropout_rng: Optional[jax.Array] = None,
+                 unpad_inputs: bool = False, **kwargs: Any):
+        """Run the model. Keyword names follow Transformers; ``train=True`` with ``dropout_rng`` enables dropout.
+
+        ``unpad_inputs=True`` (encoder models) runs the dense layers on the real tokens of a right-padded batch
+        only: the same results at real tokens, zeros at padding positions, less work for batches of short texts
+        (see ``fxformers.ops.unpadding``).
+        """
         if args:
             kwargs[self.main_input_name] = args[0]
             if len(args) > 1:
@@ -214,7 +222,32 @@ class PreTrainedModel:
         if flags["train"] and dropout_rng is None:
             raise ValueError("train=True needs dropout_rng=jax.random.PRNGKey(...) for dropout.")
         rngs = {"dropout": dropout_rng} if flags["train"] else {}
-        return _forward(self.module, self.params if params is None else params, inputs, rngs, **flags)
+        module = self._unpadded_module(inputs.get("attention_mask")) if unpad_inputs else self.module
+        return _forward(module, self.params if params is None else params, inputs, rngs, **flags)
+
+    @property
+    def supports_unpadding(self) -> bool:
+        """Whether ``unpad_inputs=True`` is available (the module has an unpadded mode)."""
+        return "unpad_to" in {f.name for f in dataclasses.fields(self.module_class)}
+
+    def _unpadded_module(self, attention_mask: Any) -> nn.Module:
+        """The module in unpadded mode, sized for the real tokens of ``attention_mask`` (itself when unpadding
+        would save nothing)."""
+        if not self.supports_unpadding:
+            raise NotImplementedError(
+                f"unpad_inputs=True is implemented for the encoder models (BERT, RoBERTa, XLM-R, DistilBERT), not "
+                f"{type(self).__name__}; call it without unpad_inputs."
+            )
+        if attention_mask is None:
+            return self.module  # nothing is padding
+        if isinstance(attention_mask, jax.core.Tracer):
+            raise ValueError(
+                "unpad_inputs=True sizes the packed batch on the host from a concrete attention_mask; it cannot run "
+                "inside jax.jit: call the model outside jit, or without unpad_inputs."
+            )
+        real = check_right_padded(np.asarray(attention_mask))
+        size = unpadded_length(real)
+        return self.module if size >= np.size(attention_mask) else self.module.clone(unpad_to=size)
 
     def prepare_inputs(self, inputs: dict) -> dict:
         """Check inputs on the host; raises before JAX could clamp a bad index silently.

@@ -104,9 +104,21 @@ class Pipeline:
         return self.model.config
 
     def model_inputs(self, batch: dict) -> dict:
-        """The padded arrays the model takes (``tokenizer.model_input_names``) from a batch."""
+        """The padded arrays the model takes (``tokenizer.model_input_names``) from a batch, and
+        ``unpad_inputs=True`` where the model can skip the padding (postprocessing never reads padding positions)."""
         names = getattr(self.tokenizer, "model_input_names", ["input_ids", "attention_mask"])
-        return {k: batch[k] for k in names if k in batch}
+        inputs = {k: batch[k] for k in names if k in batch}
+        if self.unpad:
+            inputs["unpad_inputs"] = True
+        return inputs
+
+    @property
+    def unpad(self) -> bool:
+        """Whether batches run unpadded (fxformers.ops.unpadding): encoder models with right padding."""
+        return bool(getattr(self.model, "supports_unpadding", False)) and not self._left_padded()
+
+    def _left_padded(self) -> bool:
+        return getattr(self.tokenizer, "padding_side", "right") == "left"
 
     def max_length(self) -> Optional[int]:
         """Longest sequence the model accepts (its position table), for capping the padded bucket."""
@@ -185,10 +197,13 @@ class Pipeline:
     def collate(self, features: list[dict], length: int, rows: int) -> dict:
         """Pad token lists (right, or left for left-padding tokenizers) into int32 arrays of shape [rows, length].
 
-        Extra rows repeat the first feature (their outputs are dropped)."""
+        Extra rows (their outputs are dropped) are empty when the model runs unpadded, so they cost nothing;
+        otherwise they repeat the first feature."""
         pad_id = getattr(self.tokenizer, "pad_token_id", None)
         pad_id = 0 if pad_id is None else pad_id
-        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        left = self._left_padded()
+        if self.unpad:
+            features = features + [{k: [] for k in features[0]}] * (rows - len(features))
         fills = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": getattr(self.tokenizer, "pad_token_type_id", 0)}
         batch = {}
         for key, fill in fills.items():

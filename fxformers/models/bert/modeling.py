@@ -15,6 +15,7 @@ from ...losses import cross_entropy, sequence_classification_loss, span_loss
 from ...ops.activations import get_activation
 from ...ops.attention import dot_product_attention
 from ...ops.masks import padding_mask
+from ...ops.unpadding import Packing
 from ...outputs import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
@@ -79,18 +80,27 @@ class BertAttention(nn.Module):
         self.LayerNorm = layer_norm(c, self.dtype)
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
-    def __call__(self, x, mask, deterministic=True, output_attentions=False):
+    def __call__(self, x, mask, deterministic=True, output_attentions=False, packing=None):
         c = self.config
-        b, t, d = x.shape
-        n = c.num_attention_heads
-        q, k, v = (proj(x).reshape(b, t, n, d // n) for proj in (self.query, self.key, self.value))  # [B, T, N, H]
+        q, k, v = (proj(x) for proj in (self.query, self.key, self.value))  # [B, T, D] (or packed [N, D])
         rate = c.attention_probs_dropout_prob
         rng = None if deterministic or not rate else self.make_rng("dropout")
-        context, weights = dot_product_attention(
-            q, k, v, mask=mask, dropout_rate=rate, dropout_rng=rng, return_weights=output_attentions
-        )
-        out = self.dropout(self.out(context.reshape(b, t, d)), deterministic=deterministic)  # [B, T, D]
+        context, weights = multi_head_attention(q, k, v, c.num_attention_heads, packing, mask=mask, dropout_rate=rate,
+                                                dropout_rng=rng, return_weights=output_attentions)
+        out = self.dropout(self.out(context), deterministic=deterministic)  # [B, T, D] (or [N, D])
         return self.LayerNorm(out + x), weights
+
+
+def multi_head_attention(q, k, v, num_heads: int, packing=None, **attention_kwargs):
+    """Projected q, k, v [B, T, D] -> context [B, T, D] through the attention op; packed [N, D] inputs (unpadded
+    mode) go back to the [B, T] layout for the attention and are packed again after it."""
+    if packing is not None:
+        q, k, v = packing.unpack(q), packing.unpack(k), packing.unpack(v)
+    b, t, d = q.shape
+    heads = lambda a: a.reshape(b, t, num_heads, d // num_heads)  # [B, T, N, H]
+    context, weights = dot_product_attention(heads(q), heads(k), heads(v), **attention_kwargs)
+    context = context.reshape(b, t, d)
+    return (context if packing is None else packing.pack(context)), weights
 
 
 class BertLayer(nn.Module):
@@ -110,18 +120,19 @@ class BertLayer(nn.Module):
         h = self.output(self.act(self.intermediate(x)))  # [B, T, F] -> [B, T, D]
         return self.LayerNorm(self.dropout(h, deterministic=deterministic) + x)
 
-    def __call__(self, x, mask, deterministic=True, output_attentions=False):
-        x, weights = self.attention(x, mask, deterministic, output_attentions)
+    def __call__(self, x, mask, deterministic=True, output_attentions=False, packing=None):
+        x, weights = self.attention(x, mask, deterministic, output_attentions, packing)
         return apply_chunked(lambda part: self.feed_forward(part, deterministic), x, self.config.chunk_size_feed_forward), weights
 
 
 def apply_chunked(fn, x, chunk_size: int):
     """Transformers' feed-forward chunking: apply fn to [B, chunk, D] slices along T (same result, less memory).
 
-    The last chunk may be shorter: the result is position-wise, so any split gives the same output.
+    The last chunk may be shorter: the result is position-wise, so any split gives the same output. Packed [N, D]
+    inputs (unpadded mode) are not chunked: they hold only real tokens already.
     """
     t = x.shape[1]
-    if not chunk_size or t <= chunk_size:
+    if not chunk_size or t <= chunk_size or x.ndim < 3:
         return fn(x)
     return jnp.concatenate([fn(x[:, i : i + chunk_size]) for i in range(0, t, chunk_size)], axis=1)
 
@@ -134,13 +145,20 @@ class BertEncoder(nn.Module):
     def setup(self):
         self.layer = [self.layer_class(self.config, self.dtype) for _ in range(self.config.num_hidden_layers)]
 
-    def __call__(self, x, mask, deterministic=True, output_attentions=False, output_hidden_states=False):
-        hidden_states, attentions = (x,), ()
-        for layer in self.layer:
-            x, weights = layer(x, mask, deterministic, output_attentions)
-            hidden_states += (x,)
-            attentions += (weights,)
-        return x, (hidden_states if output_hidden_states else None), (attentions if output_attentions else None)
+    def __call__(self, x, mask, deterministic=True, output_attentions=False, output_hidden_states=False, packing=None):
+        return run_layers(self.layer, x, mask, deterministic, output_attentions, output_hidden_states, packing)
+
+
+def run_layers(layers, x, mask, deterministic, output_attentions, output_hidden_states, packing=None):
+    """Run the layer stack -> (last hidden state, hidden states or None, attentions or None), all [B, T, ...]:
+    in unpadded mode the input is packed [N, D] here and every hidden state goes back to [B, T, D]."""
+    unpack = (lambda a: a) if packing is None else packing.unpack
+    hidden_states, attentions = (unpack(x),), ()
+    for layer in layers:
+        x, weights = layer(x, mask, deterministic, output_attentions, packing)
+        hidden_states += (unpack(x),)
+        attentions += (weights,)
+    return hidden_states[-1], (hidden_states if output_hidden_states else None), (attentions if output_attentions else None)
 
 
 class BertModule(nn.Module):
@@ -149,6 +167,7 @@ class BertModule(nn.Module):
     config: Any
     dtype: Any = jnp.float32
     add_pooling_layer: bool = True
+    unpad_to: int = 0  # > 0: unpadded mode with this many packed token slots (see fxformers.ops.unpadding)
     embeddings_class: ClassVar[type] = BertEmbeddings
 
     def setup(self):
@@ -164,8 +183,10 @@ class BertModule(nn.Module):
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, deterministic)  # [B, T, D]
         if attention_mask is None:
             attention_mask = jnp.ones(x.shape[:2], jnp.int32)
+        packing = Packing.from_mask(attention_mask, self.unpad_to) if self.unpad_to else None
         x, hidden_states, attentions = self.encoder(
-            x, padding_mask(attention_mask), deterministic, output_attentions, output_hidden_states
+            x if packing is None else packing.pack(x), padding_mask(attention_mask), deterministic, output_attentions,
+            output_hidden_states, packing,
         )
         pooled = jnp.tanh(self.pooler(x[:, 0])) if self.add_pooling_layer else None  # [B, D]
         return BaseModelOutputWithPooling(x, pooled, hidden_states, attentions)
@@ -176,13 +197,15 @@ class BertEncoderHead(nn.Module):
 
     config: Any
     dtype: Any = jnp.float32
+    unpad_to: int = 0  # passed to the encoder (see BertModule)
     base_class: ClassVar[type] = BertModule
     base_name: ClassVar[str] = "bert"
     pooled: ClassVar[bool] = False
 
     def encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, deterministic,
                output_attentions, output_hidden_states):
-        base = self.base_class(self.config, self.dtype, add_pooling_layer=self.pooled, name=self.base_name)
+        base = self.base_class(self.config, self.dtype, add_pooling_layer=self.pooled, unpad_to=self.unpad_to,
+                               name=self.base_name)
         return base(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, deterministic,
                     output_attentions, output_hidden_states)
 

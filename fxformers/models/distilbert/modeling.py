@@ -14,8 +14,8 @@ from flax import linen as nn
 from ...losses import cross_entropy, sequence_classification_loss, span_loss
 from ...modeling import PreTrainedModel
 from ...ops.activations import get_activation
-from ...ops.attention import dot_product_attention
 from ...ops.masks import padding_mask
+from ...ops.unpadding import Packing
 from ...outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -24,7 +24,7 @@ from ...outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from ..bert.modeling import apply_chunked, decode_vocab
+from ..bert.modeling import apply_chunked, decode_vocab, multi_head_attention, run_layers
 from . import convert
 from .configuration import DistilBertConfig
 
@@ -68,16 +68,14 @@ class DistilBertAttention(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, mask, deterministic=True, output_attentions=False):
+    def __call__(self, x, mask, deterministic=True, output_attentions=False, packing=None):
         c = self.config
-        b, t, d = x.shape
-        q, k, v = (_dense(c, d, self.dtype, name)(x).reshape(b, t, c.n_heads, d // c.n_heads)  # [B, T, N, H]
-                   for name in ("q_lin", "k_lin", "v_lin"))
+        d = x.shape[-1]
+        q, k, v = (_dense(c, d, self.dtype, name)(x) for name in ("q_lin", "k_lin", "v_lin"))  # [B, T, D] or [N, D]
         rng = None if deterministic or not c.attention_dropout else self.make_rng("dropout")
-        context, weights = dot_product_attention(
-            q, k, v, mask=mask, dropout_rate=c.attention_dropout, dropout_rng=rng, return_weights=output_attentions
-        )
-        return _dense(c, d, self.dtype, "out_lin")(context.reshape(b, t, d)), weights
+        context, weights = multi_head_attention(q, k, v, c.n_heads, packing, mask=mask, dropout_rate=c.attention_dropout,
+                                                dropout_rng=rng, return_weights=output_attentions)
+        return _dense(c, d, self.dtype, "out_lin")(context), weights
 
 
 class TransformerBlock(nn.Module):
@@ -97,8 +95,8 @@ class TransformerBlock(nn.Module):
     def ffn(self, x, deterministic):
         return self.dropout(self.lin2(self.act(self.lin1(x))), deterministic=deterministic)  # [B, T, F] -> [B, T, D]
 
-    def __call__(self, x, mask, deterministic=True, output_attentions=False):
-        attn, weights = self.attention(x, mask, deterministic, output_attentions)
+    def __call__(self, x, mask, deterministic=True, output_attentions=False, packing=None):
+        attn, weights = self.attention(x, mask, deterministic, output_attentions, packing)
         x = self.sa_layer_norm(attn + x)
         ffn = apply_chunked(lambda part: self.ffn(part, deterministic), x, self.config.chunk_size_feed_forward)
         return self.output_layer_norm(ffn + x), weights
@@ -107,6 +105,7 @@ class TransformerBlock(nn.Module):
 class DistilBertModule(nn.Module):
     config: Any
     dtype: Any = jnp.float32
+    unpad_to: int = 0  # > 0: unpadded mode with this many packed token slots (see fxformers.ops.unpadding)
 
     def setup(self):
         self.embeddings = DistilBertEmbeddings(self.config, self.dtype)
@@ -117,7 +116,9 @@ class DistilBertModule(nn.Module):
         x = self.embeddings(input_ids, position_ids, inputs_embeds, deterministic)
         if attention_mask is None:
             attention_mask = jnp.ones(x.shape[:2], jnp.int32)
-        return self.transformer(x, padding_mask(attention_mask), deterministic, output_attentions, output_hidden_states)
+        packing = Packing.from_mask(attention_mask, self.unpad_to) if self.unpad_to else None
+        return self.transformer(x if packing is None else packing.pack(x), padding_mask(attention_mask), deterministic,
+                                output_attentions, output_hidden_states, packing)
 
 
 class Transformer(nn.Module):
@@ -127,13 +128,8 @@ class Transformer(nn.Module):
     def setup(self):
         self.layer = [TransformerBlock(self.config, self.dtype) for _ in range(self.config.n_layers)]
 
-    def __call__(self, x, mask, deterministic=True, output_attentions=False, output_hidden_states=False):
-        hidden_states, attentions = (x,), ()
-        for layer in self.layer:
-            x, weights = layer(x, mask, deterministic, output_attentions)
-            hidden_states += (x,)
-            attentions += (weights,)
-        return BaseModelOutput(x, hidden_states if output_hidden_states else None, attentions if output_attentions else None)
+    def __call__(self, x, mask, deterministic=True, output_attentions=False, output_hidden_states=False, packing=None):
+        return BaseModelOutput(*run_layers(self.layer, x, mask, deterministic, output_attentions, output_hidden_states, packing))
 
 
 class DistilBertHead(nn.Module):
@@ -141,10 +137,11 @@ class DistilBertHead(nn.Module):
 
     config: Any
     dtype: Any = jnp.float32
+    unpad_to: int = 0  # passed to the encoder (see DistilBertModule)
 
     def encode(self, input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions,
                output_hidden_states):
-        return DistilBertModule(self.config, self.dtype, name="distilbert")(
+        return DistilBertModule(self.config, self.dtype, unpad_to=self.unpad_to, name="distilbert")(
             input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions, output_hidden_states
         )
 
