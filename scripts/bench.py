@@ -288,6 +288,32 @@ def load_bert_base(device) -> EncoderPair:
     return EncoderPair("BERT-base shapes, sequence classification (random init)", fx, pt.to(device), "logits")
 
 
+def encoder_gflop(config, batch: int, length: int) -> float:
+    """Forward-pass GFLOP of a BERT-style encoder (dense layers + attention; embeddings and heads are negligible)."""
+    d, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    dense = 2 * batch * length * (4 * d * d + 2 * d * f)  # Q, K, V, output projections and the feed-forward block
+    attention = 4 * batch * length * length * d  # scores and the weighted sum
+    return layers * (dense + attention) / 1e9
+
+
+def gemm_peak(log, m: int = 2048, k: int = 1536, n: int = 1536, reps: int = 10) -> dict:
+    """float32 GFLOP/s of one large matrix multiplication in each framework: the ceiling for GEMM-bound shapes."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    a, b = np.random.default_rng(0).standard_normal((2, m * k)).astype(np.float32)
+    a, b = a.reshape(m, k), b[: k * n].reshape(k, n)
+    ja, jb, ta, tb = jnp.asarray(a), jnp.asarray(b), torch.from_numpy(a), torch.from_numpy(b)
+    matmul = jax.jit(jnp.matmul)
+    times = alternate({"fxformers": lambda: matmul(ja, jb).block_until_ready(), "transformers": lambda: ta @ tb}, reps)
+    flop = 2 * m * k * n
+    out = {name: round(flop / statistics.median(v) / 1e9, 1) for name, v in times.items()}
+    log(f"  float32 GEMM {m}x{k}x{n}: jax {out['fxformers']} GFLOP/s, torch {out['transformers']} GFLOP/s")
+    return {"shape": f"{m}x{k}x{n}", "gflops": out}
+
+
 def bench_encoder(pair: EncoderPair, key: str, dtype: str, sizes: dict, log) -> dict:
     """Latency at batch 1, throughput at B x T, compile time and peak memory for one model in one dtype."""
     import numpy as np
@@ -318,6 +344,7 @@ def bench_encoder(pair: EncoderPair, key: str, dtype: str, sizes: dict, log) -> 
     out["throughput"] = {
         "shape": f"{batch}x{length}",
         "sequences_per_s": {k: round(batch / v, 2) for k, v in med.items()},
+        "gflops": {k: round(encoder_gflop(pair.fx.config, batch, length) / v, 1) for k, v in med.items()},
         "tokens_per_s": {k: round(batch * length / v, 1) for k, v in med.items()},
         "median_s": {k: round(v, 4) for k, v in med.items()},
         "all_s": {k: [round(t, 4) for t in v] for k, v in times.items()},
@@ -453,6 +480,8 @@ def run_encoder_section(args, log, save_partial=lambda section: None) -> dict:
                           seq=args.seq, throughput_reps=args.throughput_reps),
     }
     section = {"torch_device": str(device), "torch_threads": torch.get_num_threads(), "sizes": sizes, "results": {}}
+    if device.type == "cpu":
+        section["gemm_peak"] = gemm_peak(log)
     for key, loader in (("minilm", load_minilm), ("bert_base", load_bert_base)):
         if key not in args.models:
             continue
@@ -578,6 +607,12 @@ def render_markdown(report: dict) -> str:
             sps = t["sequences_per_s"]
             lines.append(f"| {model} | {r['dtype']} | throughput {t['shape']} (seq/s) | {sps['fxformers']:.1f} | "
                          f"{sps['transformers']:.1f} | {_ratio_cell(t['ratio'], target)} |")
+            if "gflops" in t:
+                peak = max((enc.get("gemm_peak") or {}).get("gflops", {}).values(), default=None)
+                share = (lambda v: f" ({v / peak:.0%} of peak)") if peak and r["dtype"] == "float32" else (lambda v: "")
+                lines.append(f"| {model} | {r['dtype']} | achieved GFLOP/s at {t['shape']} | {t['gflops']['fxformers']:.1f}"
+                             f"{share(t['gflops']['fxformers'])} | {t['gflops']['transformers']:.1f}"
+                             f"{share(t['gflops']['transformers'])} | — |")
             first = t["first_call_minus_steady_s"]
             lines.append(f"| {model} | {r['dtype']} | compile / first-call overhead {t['shape']} (s) | "
                          f"{first['fxformers']:.2f} | {first['transformers']:.2f} | — |")
@@ -596,6 +631,13 @@ def render_markdown(report: dict) -> str:
                          f"{a['sentences_per_s']['fxformers']:.1f} | {a['sentences_per_s']['transformers']:.1f} | "
                          f"{_ratio_cell(a['ratio'], target)} |")
         lines.append("")
+        gp = enc.get("gemm_peak")
+        if gp:
+            lines.append(f"Peak: one float32 {gp['shape']} matrix multiplication runs at {gp['gflops']['fxformers']} "
+                         f"GFLOP/s in JAX and {gp['gflops']['transformers']} GFLOP/s in PyTorch on this machine; "
+                         "GEMM-bound rows cannot beat PyTorch by more than the gap between its achieved GFLOP/s and "
+                         "that peak.")
+            lines.append("")
         checks = {k: r["check_max_abs_diff"] for k, r in enc["results"].items()}
         lines.append("Same work on both sides: max |fxformers - transformers| on a 2 x 16 batch: "
                      + ", ".join(f"{k} {val:.1e}" for k, val in checks.items())
