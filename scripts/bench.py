@@ -579,7 +579,8 @@ def render_markdown(report: dict) -> str:
         f"- load average (1 min) at start / end: {report['loadavg_start']} / {report['loadavg_end']} on "
         f"{m.get('cpus')} cores" + (" — **taken under load: other jobs shared the CPU, so absolute figures are low "
                                      "and noisy; ratios are fairer (both sides alternate), but still noisy**"
-                                     if max(report["loadavg_start"], report["loadavg_end"]) > 0.5 * (m.get("cpus") or 1)
+                                     # the start: at the end the load average includes this run's own threads
+                                     if report["loadavg_start"] > 0.5 * (m.get("cpus") or 1)
                                      else ""),
         f"- mode: {'quick (smoke sizes)' if report['quick'] else 'full'}; preset `{report['preset']}`; wall time "
         f"{report['wall_s']} s",
