@@ -303,8 +303,8 @@ def gemm_peak(log, m: int = 2048, k: int = 1536, n: int = 1536, reps: int = 10) 
     import numpy as np
     import torch
 
-    a, b = np.random.default_rng(0).standard_normal((2, m * k)).astype(np.float32)
-    a, b = a.reshape(m, k), b[: k * n].reshape(k, n)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
     ja, jb, ta, tb = jnp.asarray(a), jnp.asarray(b), torch.from_numpy(a), torch.from_numpy(b)
     matmul = jax.jit(jnp.matmul)
     times = alternate({"fxformers": lambda: matmul(ja, jb).block_until_ready(), "transformers": lambda: ta @ tb}, reps)

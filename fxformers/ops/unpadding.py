@@ -65,6 +65,15 @@ class Packing:
         (index,) = jnp.nonzero(attention_mask.reshape(-1), size=size, fill_value=batch * length)
         return cls(index.astype(jnp.int32), batch, length)
 
+    @classmethod
+    def start(cls, x, attention_mask, size: int):
+        """An encoder's entry into unpadded mode: (embeddings [B, T, D] packed to [N, D], the Packing), or
+        (x, None) unchanged when ``size`` is 0 (padded mode)."""
+        if not size:
+            return x, None
+        packing = cls.from_mask(attention_mask, size)
+        return packing.pack(x), packing
+
     def pack(self, x):
         """[B, T, ...] -> [N, ...] (zeros in the filler slots)."""
         flat = x.reshape((self.batch * self.length,) + x.shape[2:])

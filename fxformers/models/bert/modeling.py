@@ -183,10 +183,9 @@ class BertModule(nn.Module):
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, deterministic)  # [B, T, D]
         if attention_mask is None:
             attention_mask = jnp.ones(x.shape[:2], jnp.int32)
-        packing = Packing.from_mask(attention_mask, self.unpad_to) if self.unpad_to else None
+        x, packing = Packing.start(x, attention_mask, self.unpad_to)
         x, hidden_states, attentions = self.encoder(
-            x if packing is None else packing.pack(x), padding_mask(attention_mask), deterministic, output_attentions,
-            output_hidden_states, packing,
+            x, padding_mask(attention_mask), deterministic, output_attentions, output_hidden_states, packing
         )
         pooled = jnp.tanh(self.pooler(x[:, 0])) if self.add_pooling_layer else None  # [B, D]
         return BaseModelOutputWithPooling(x, pooled, hidden_states, attentions)

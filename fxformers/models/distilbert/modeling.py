@@ -116,9 +116,9 @@ class DistilBertModule(nn.Module):
         x = self.embeddings(input_ids, position_ids, inputs_embeds, deterministic)
         if attention_mask is None:
             attention_mask = jnp.ones(x.shape[:2], jnp.int32)
-        packing = Packing.from_mask(attention_mask, self.unpad_to) if self.unpad_to else None
-        return self.transformer(x if packing is None else packing.pack(x), padding_mask(attention_mask), deterministic,
-                                output_attentions, output_hidden_states, packing)
+        x, packing = Packing.start(x, attention_mask, self.unpad_to)
+        return self.transformer(x, padding_mask(attention_mask), deterministic, output_attentions, output_hidden_states,
+                                packing)
 
 
 class Transformer(nn.Module):
