@@ -24,6 +24,7 @@ from flax import linen as nn
 from .configuration import PretrainedConfig
 from .convert import ConversionTable, align_prefix, flatten, flax_to_pytorch, pytorch_to_flax, unflatten
 from .ops.unpadding import check_right_padded, unpadded_length
+from .sharding import PartitionRules
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,15 @@ class PreTrainedModel:
     @classmethod
     def conversion_table(cls, config: PretrainedConfig) -> ConversionTable:
         raise NotImplementedError(f"{cls.__name__} defines no conversion table.")
+
+    @classmethod
+    def partition_rules(cls, config: PretrainedConfig) -> "PartitionRules":
+        """(regex over the flax param path, PartitionSpec) for every parameter: where it lives on a device mesh.
+
+        Defined per family beside the conversion table (see ``fxformers.sharding``); one table serves all of a
+        family's heads.
+        """
+        raise NotImplementedError(f"{cls.__name__} defines no partition rules; pass partition_rules= explicitly.")
 
     def dummy_inputs(self) -> dict:
         ids = jnp.ones((1, 8), jnp.int32)

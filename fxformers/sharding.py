@@ -36,6 +36,7 @@ PartitionRules = Sequence[tuple[str, P]]
 
 # The specs most rules use. Kernels are flax Dense kernels [in, out]; embeddings are [V, D].
 COLUMN = P(FSDP, MODEL)  # in-projections (q/k/v, gate/up, fc-in, heads): output features over `model`
+COLUMN_BIAS = P(MODEL)  # the bias of a column-parallel kernel
 ROW = P(MODEL, FSDP)  # out-projections (o, down, fc-out): input features over `model`
 VOCAB = P(MODEL, FSDP)  # token embeddings [V, D]: vocabulary over `model`
 HIDDEN = P(None, FSDP)  # position tables and other [N, D] embeddings: hidden over `fsdp`

@@ -1,6 +1,7 @@
 """Llama-family conversion rules (Llama, Mistral, Qwen2 share the key names)."""
 
 from ...convert import ConversionTable, Rule, embedding, linear
+from ...sharding import COLUMN, COLUMN_BIAS, REPLICATED, ROW, VOCAB
 
 BUFFERS = (r"rotary_emb\.inv_freq$",)
 
@@ -29,3 +30,18 @@ def causal_lm_table(config) -> ConversionTable:
     if config.tie_word_embeddings:
         return table + ConversionTable([], (r"^lm_head\.weight$",))
     return table + ConversionTable(linear("lm_head", "lm_head", bias=False))
+
+
+def partition_rules(config) -> tuple:
+    """Megatron-style: q/k/v and gate/up split on their outputs over `model`, o/down on their inputs."""
+    del config  # the same table for every size
+    return (
+        (r"embed_tokens/embedding$", VOCAB),
+        (r"self_attn/(q|k|v)_proj/kernel$", COLUMN),
+        (r"self_attn/(q|k|v)_proj/bias$", COLUMN_BIAS),
+        (r"self_attn/o_proj/kernel$", ROW),
+        (r"mlp/(gate|up)_proj/kernel$", COLUMN),
+        (r"mlp/down_proj/kernel$", ROW),
+        (r"^lm_head/kernel$", COLUMN),
+        (r"(o_proj/bias|down_proj/bias|gate_proj/bias|up_proj/bias|norm/weight)$", REPLICATED),
+    )
