@@ -23,6 +23,7 @@ from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding
 
 from .configuration import PretrainedConfig
+from .checkpoints.lazy import release_freed_memory
 from .convert import ConversionTable, align_prefix, flatten, flax_to_pytorch, pytorch_to_flax, unflatten
 from .ops.unpadding import check_right_padded, unpadded_length
 from .sharding import PartitionRules, gather_to_host, param_shardings, place_batch
@@ -176,10 +177,17 @@ class PreTrainedModel:
         once. Each tensor is placed (on ``mesh`` when given) as soon as it is converted; only the weights the
         checkpoint lacks are initialised."""
         model = cls._from_parts(config, None, resolve_dtype(dtype).name, mesh)
+        model._custom_partition_rules = partition_rules
         target = model.param_shapes()
         shardings = model.param_shardings(target, partition_rules)
         rename = align_prefix(state_dict.keys(), cls.base_model_prefix, cls.has_base_prefix)
-        place = lambda path, value: jax.device_put(value, shardings.get(path))
+
+        def place(path: str, value: np.ndarray) -> jax.Array:
+            placed = jax.device_put(value, shardings.get(path)).block_until_ready()
+            if value.nbytes >= 1 << 20:
+                release_freed_memory()  # the host copies of this tensor, before the next one is read
+            return placed
+
         filled, report = pytorch_to_flax(cls.conversion_table(config), state_dict, target, rename, place=place)
         fatal_missing = [p for p in report.missing if not model._may_be_missing(p)]
         if fatal_missing or (report.mismatched and not ignore_mismatched_sizes):
@@ -212,8 +220,13 @@ class PreTrainedModel:
         if self.mesh is None:
             return {}
         shapes = self.param_shapes() if shapes is None else shapes
-        rules = self.partition_rules(self.config) if partition_rules is None else partition_rules
+        rules = self.resolved_partition_rules() if partition_rules is None else partition_rules
         return flatten(param_shardings(rules, unflatten(dict(shapes)), self.mesh, what=type(self).__name__))
+
+    def resolved_partition_rules(self) -> PartitionRules:
+        """The rules this model was placed with: ``partition_rules=`` given at load or ``shard``, else the family's."""
+        custom = getattr(self, "_custom_partition_rules", None)
+        return custom if custom is not None else self.partition_rules(self.config)
 
     def _init_subset(self, paths: list[str], seed: int, shardings: Mapping[str, Any]) -> dict[str, jax.Array]:
         """Fresh values of ``paths`` only, equal to the same paths of ``init_params(PRNGKey(seed))``: the full init
@@ -228,6 +241,8 @@ class PreTrainedModel:
     def shard(self, mesh: Mesh, partition_rules: Optional[PartitionRules] = None) -> "PreTrainedModel":
         """Move the params onto ``mesh`` by the partition rules (in place; returns self)."""
         self.mesh = mesh
+        if partition_rules is not None:
+            self._custom_partition_rules = partition_rules
         shardings = self.param_shardings(partition_rules=partition_rules)
         self.params = unflatten({p: jax.device_put(v, shardings[p]) for p, v in flatten(self.params).items()})
         return self

@@ -135,17 +135,19 @@ def _axes_of(spec: P) -> list[str]:
     return out
 
 
-def fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
+def fit_spec(spec: P, shape: Sequence[int], mesh: Mesh | Mapping[str, int]) -> P:
     """``spec`` padded to the rank of ``shape``, with every split the mesh cannot divide evenly dropped.
 
-    Axes of size 1 are dropped too (a no-op split), so a 1-device mesh gives fully replicated specs.
+    Axes of size 1 are dropped too (a no-op split), so a 1-device mesh gives fully replicated specs. ``mesh`` may
+    be a Mesh or just its axis sizes ({"data": 2, "fsdp": 1, "model": 4}).
     """
+    sizes = dict(mesh.shape) if isinstance(mesh, Mesh) else dict(mesh)
     entries = list(spec) + [None] * (len(shape) - len(spec))
     fitted = []
     for dim, entry in zip(shape, entries):
         axes = () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
-        kept = tuple(a for a in axes if a in mesh.shape and mesh.shape[a] > 1)
-        size = int(np.prod([mesh.shape[a] for a in kept])) if kept else 1
+        kept = tuple(a for a in axes if sizes.get(a, 1) > 1)
+        size = int(np.prod([sizes[a] for a in kept])) if kept else 1
         if kept and dim % size:
             logger.debug("dimension %d is not divisible by %s (%d devices): left unsplit", dim, kept, size)
             kept = ()
@@ -153,6 +155,28 @@ def fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
     while fitted and fitted[-1] is None:
         fitted.pop()
     return P(*fitted)
+
+
+def shard_shape(shape: Sequence[int], spec: P, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """The shape of one device's shard of an array of ``shape`` laid out as (fitted) ``spec``."""
+    out = list(shape)
+    for i, entry in enumerate(spec):
+        for axis in (entry if isinstance(entry, tuple) else (entry,)) if entry is not None else ():
+            out[i] //= sizes.get(axis, 1)
+    return tuple(out)
+
+
+def estimate_bytes_per_device(rules: PartitionRules, shapes: Mapping[str, Sequence[int]], sizes: Mapping[str, int],
+                              itemsize: int = 4) -> int:
+    """Bytes of parameters one device holds on a mesh of axis ``sizes`` (computed from shapes, nothing allocated).
+
+    With Adam in float32, training needs about 3x this for params + moments (plus gradients and activations).
+    """
+    specs = check_rules(rules, shapes, allow_unused=True)
+    total = 0
+    for path, shape in shapes.items():
+        total += int(np.prod(shard_shape(shape, fit_spec(specs[path], shape, sizes), sizes), dtype=np.int64))
+    return total * itemsize
 
 
 def param_shardings(rules: PartitionRules, tree: Any, mesh: Mesh, *, what: str = "the model") -> Any:
