@@ -211,13 +211,15 @@ def pytorch_to_flax(
                 report.unexpected.append(raw_key)
             continue
         path, rule = found
-        value = rule.transform.to_flax(materialize(array))
         want = target[path]
+        # cast while reading (elementwise, so it commutes with the transform): a narrowing load never holds a
+        # wide copy of the tensor
+        value = rule.transform.to_flax(materialize(array, want.dtype))
         if tuple(value.shape) != tuple(want.shape):
             report.mismatched.append((raw_key, tuple(value.shape), tuple(want.shape)))
             mismatched_paths.add(path)
             continue
-        filled[path] = place(path, value.astype(want.dtype) if value.dtype != want.dtype else value)
+        filled[path] = place(path, value)
         del value
     report.missing = [p for p in target if p not in filled and p not in mismatched_paths]
     return filled, report

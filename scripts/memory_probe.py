@@ -1,7 +1,7 @@
 """Peak host memory of loading a checkpoint, measured in a fresh process (used by scripts/bench_mesh.py and the tests).
 
     python scripts/memory_probe.py make bert-base OUT [--shard-size 100MB]     # a random BERT-base BertModel folder
-    python scripts/memory_probe.py make llama-420m OUT                         # a random Llama-shaped causal LM
+    python scripts/memory_probe.py make llama-500m OUT                         # a random Llama-shaped causal LM
     python scripts/memory_probe.py load OUT --class BertModel [--mesh data=2,model=4 --devices 8] [--dtype bfloat16]
                                                               [--head N]
     python scripts/memory_probe.py torch OUT --class BertModel                 # the same load in PyTorch transformers
@@ -25,8 +25,8 @@ SHAPES = {
     # BERT-base (bert-base-uncased's sizes): 110M parameters, 438 MB in float32
     "bert-base": ("bert", "BertModel", dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
                                             num_attention_heads=12, intermediate_size=3072)),
-    # a Llama-shaped decoder of ~420 MB in float32 (untied head, GQA)
-    "llama-420m": ("llama", "LlamaForCausalLM", dict(vocab_size=32000, hidden_size=1024, num_hidden_layers=5,
+    # a Llama-shaped decoder of ~500 MB in float32 (untied head, GQA)
+    "llama-500m": ("llama", "LlamaForCausalLM", dict(vocab_size=32000, hidden_size=1024, num_hidden_layers=5,
                                                      num_attention_heads=16, num_key_value_heads=8,
                                                      intermediate_size=2816, tie_word_embeddings=False)),
 }

@@ -110,6 +110,9 @@ def checkpoints(tmp_path_factory):
         "bert": (transformers.BertForMaskedLM(transformers.BertConfig(
             vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
             max_position_embeddings=64)), "AutoModelForMaskedLM"),
+        "bert-encoder": (transformers.BertModel(transformers.BertConfig(
+            vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
+            max_position_embeddings=64)), "AutoModel"),
         "t5": (transformers.T5ForConditionalGeneration(transformers.T5Config(
             vocab_size=128, d_model=64, d_kv=16, d_ff=96, num_layers=2, num_heads=4, decoder_start_token_id=0)),
             "AutoModelForSeq2SeqLM"),
@@ -185,7 +188,7 @@ def test_the_kv_cache_is_split_over_batch_and_heads(checkpoints):
         return constrain_kv_cache(model.prepare_generation(params, ids, mask, 16)[1], mesh)
 
     cache = prefill(model.params, ids, mask)["cache"][0]["key"]  # [B, L, K, H]
-    assert cache.sharding.spec == jax.sharding.PartitionSpec(("data", "fsdp"), None, "model")
+    assert cache.sharding.spec == jax.sharding.PartitionSpec("data", None, "model")  # fsdp has size 1 here
     assert cache.addressable_shards[0].data.shape == (2, 16, 1, 16)
 
 
@@ -210,7 +213,7 @@ def test_save_from_a_mesh_loads_in_transformers(checkpoints, tmp_path):
 def test_a_new_head_on_a_mesh_is_the_unsharded_init(checkpoints):
     from fxformers import AutoModelForSequenceClassification, create_mesh
 
-    folder = checkpoints["bert"][0]
+    folder = checkpoints["bert-encoder"][0]
     one = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=4, seed=3)
     sharded = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=4, seed=3,
                                                                  mesh=create_mesh(data=2, model=4))
@@ -231,3 +234,79 @@ def test_custom_partition_rules_and_their_errors(checkpoints):
     assert all(v.sharding.is_fully_replicated for v in jax.tree_util.tree_leaves(model.params))
     with pytest.raises(ValueError, match="no partition rule covers"):
         _load("llama", checkpoints, mesh=mesh, partition_rules=[(r"kernel$", P("fsdp", "model"))])
+
+
+# -- training on the mesh ---------------------------------------------------------------------------------------------
+def _lm_rows(n=32, length=12, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, 128, size=(n, length)).astype(np.int32)
+    return [{"input_ids": row, "attention_mask": np.ones_like(row), "labels": row} for row in ids]
+
+
+def _train(checkpoints, out, mesh, per_device, resume=None, **kwargs):
+    from fxformers import TrainingArguments
+    from fxformers.training import Trainer
+
+    model = _load("llama", checkpoints, mesh=mesh)
+    args = TrainingArguments(output_dir=str(out), learning_rate=1e-2, per_device_train_batch_size=per_device,
+                             max_steps=4, warmup_steps=1, weight_decay=0.01, logging_steps=2, save_steps=2, seed=5,
+                             disable_tqdm=True, **kwargs)
+    trainer = Trainer(model, args, train_dataset=_lm_rows())
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def one_device_run(checkpoints, tmp_path_factory):
+    from fxformers import create_mesh
+
+    trainer = _train(checkpoints, tmp_path_factory.mktemp("one"), create_mesh(devices=jax.devices()[:1]), 8)
+    return {p: np.asarray(v) for p, v in flatten(trainer.model.params).items()}
+
+
+def _assert_params_close(params, reference):
+    got = {p: np.asarray(v) for p, v in flatten(params).items()}
+    assert got.keys() == reference.keys()
+    for path in reference:
+        np.testing.assert_allclose(got[path], reference[path], rtol=1e-5, atol=1e-5, err_msg=path)
+
+
+@pytest.mark.mesh
+def test_trainer_on_data_fsdp_model_mesh_equals_one_device(checkpoints, one_device_run, tmp_path):
+    from fxformers import create_mesh
+
+    trainer = _train(checkpoints, tmp_path, create_mesh(data=2, fsdp=2, model=2), 2)  # global batch 8, as above
+    _assert_params_close(trainer.model.params, one_device_run)
+    # every array the trainer created: params and both Adam moments of every matrix are split, none whole on a device
+    leaves = jax.tree_util.tree_flatten_with_path(trainer.train_state)[0]
+    matrices = [(jax.tree_util.keystr(k), v) for k, v in leaves if getattr(v, "ndim", 0) >= 2]
+    assert len(matrices) >= 3 * 15  # params, mu, nu of every kernel and embedding
+    for name, value in matrices:
+        shard = value.addressable_shards[0].data.shape
+        assert np.prod(shard) * 4 <= np.prod(value.shape), (name, value.shape, value.sharding.spec)
+
+
+@pytest.mark.mesh
+def test_a_checkpoint_resumes_on_another_layout(checkpoints, one_device_run, tmp_path):
+    from fxformers import create_mesh
+
+    _train(checkpoints, tmp_path, create_mesh(data=2, fsdp=2, model=2), 2)  # writes checkpoint-2 and -4
+    resumed = _train(checkpoints, tmp_path, create_mesh(data=1, fsdp=2, model=4), 4,
+                     resume=str(tmp_path / "checkpoint-2"))
+    assert resumed.global_step == 4
+    _assert_params_close(resumed.model.params, one_device_run)
+
+
+@pytest.mark.mesh
+def test_pipelines_take_a_mesh_loaded_model():
+    from fxformers import AutoModel, AutoTokenizer, create_mesh, pipeline
+    from fxformers.testing_assets import minilm_path
+
+    path = minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    texts = ["A man is eating food.", "A short one.", "Someone plays a large guitar on a sunny stage today."]
+    one = pipeline("feature-extraction", model=AutoModel.from_pretrained(path), tokenizer=tokenizer)(texts)
+    sharded_model = AutoModel.from_pretrained(path, mesh=create_mesh(data=2, model=4))
+    sharded = pipeline("feature-extraction", model=sharded_model, tokenizer=tokenizer)(texts)
+    for a, b in zip(one, sharded):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)

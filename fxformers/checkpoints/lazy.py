@@ -21,7 +21,8 @@ class LazyTensor:
 
     shape: tuple[int, ...]
     dtype: np.dtype
-    load: Callable[[], np.ndarray]
+    load: Callable[..., np.ndarray]  # load() -> the array; readers that can cast while reading take load(dtype)
+    casts_on_load: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -31,17 +32,24 @@ class LazyTensor:
     def ndim(self) -> int:
         return len(self.shape)
 
-    def materialize(self) -> np.ndarray:
-        return np.asarray(self.load())
+    def materialize(self, dtype: Any = None) -> np.ndarray:
+        """The array; with ``dtype``, cast to it (while reading, where the reader can: no wide copy)."""
+        if dtype is not None and self.casts_on_load:
+            return np.asarray(self.load(dtype))
+        array = np.asarray(self.load())
+        return array if dtype is None or array.dtype == dtype else array.astype(dtype)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         array = self.materialize()
         return array if dtype is None else array.astype(dtype)
 
 
-def materialize(value: Any) -> np.ndarray:
-    """A numpy array from a numpy/jax array or a ``LazyTensor``."""
-    return value.materialize() if isinstance(value, LazyTensor) else np.asarray(value)
+def materialize(value: Any, dtype: Any = None) -> np.ndarray:
+    """A numpy array (cast to ``dtype`` when given) from a numpy/jax array or a ``LazyTensor``."""
+    if isinstance(value, LazyTensor):
+        return value.materialize(dtype)
+    array = np.asarray(value)
+    return array if dtype is None or array.dtype == dtype else array.astype(dtype)
 
 
 class LazyStateDict(Mapping[str, Any]):

@@ -99,11 +99,28 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict, int]:
     return header, metadata, data_start
 
 
-def _read_tensor(f, path: Path, name: str, entry: dict, data_start: int) -> np.ndarray:
-    """One tensor of an open safetensors file (its header entry validated by ``read_safetensors_header``)."""
-    arr = np.empty(entry["shape"], dtype=SAFETENSORS_DTYPES[entry["dtype"]])
+_CAST_CHUNK = 16 << 20  # bytes of stored data read at a time when casting on read
+
+
+def _read_tensor(f, path: Path, name: str, entry: dict, data_start: int, dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """One tensor of an open safetensors file (its header entry validated by ``read_safetensors_header``).
+
+    With ``dtype`` (different from the stored one) the data is read in chunks and cast into the result, so a
+    narrowing load (float32 file -> bfloat16 model) never holds the wide tensor.
+    """
+    stored = SAFETENSORS_DTYPES[entry["dtype"]]
     begin, end = entry["data_offsets"]
     f.seek(data_start + begin)
+    if dtype is not None and np.dtype(dtype) != stored and end > begin:
+        out = np.empty(entry["shape"], dtype=dtype)
+        flat, step = out.reshape(-1), max(1, _CAST_CHUNK // stored.itemsize)
+        for start in range(0, flat.size, step):
+            chunk = np.empty(min(step, flat.size - start), dtype=stored.newbyteorder("<"))
+            if f.readinto(memoryview(chunk.view(np.uint8))) != chunk.nbytes:
+                raise _corrupt(path, f"tensor {name!r} is cut short")
+            flat[start:start + chunk.size] = chunk
+        return out
+    arr = np.empty(entry["shape"], dtype=stored)
     if end > begin:
         got = f.readinto(memoryview(arr.reshape(-1).view(np.uint8)))
         if got != end - begin:
@@ -136,10 +153,10 @@ def lazy_safetensors(path: str | os.PathLike) -> dict[str, LazyTensor]:
     header, _, data_start = read_safetensors_header(path)
 
     def reader(name: str, entry: dict):
-        def load() -> np.ndarray:
+        def load(dtype: Optional[np.dtype] = None) -> np.ndarray:
             try:
                 with open(path, "rb") as f:
-                    return _read_tensor(f, path, name, entry, data_start)
+                    return _read_tensor(f, path, name, entry, data_start, dtype)
             except OSError as err:
                 if isinstance(err, CheckpointError):
                     raise
@@ -148,7 +165,7 @@ def lazy_safetensors(path: str | os.PathLike) -> dict[str, LazyTensor]:
 
     ordered = sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
     return {
-        name: LazyTensor(tuple(entry["shape"]), SAFETENSORS_DTYPES[entry["dtype"]], reader(name, entry))
+        name: LazyTensor(tuple(entry["shape"]), SAFETENSORS_DTYPES[entry["dtype"]], reader(name, entry), True)
         for name, entry in ordered
     }
 
