@@ -73,6 +73,11 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForSeq2SeqLM": "MBartForConditionalGeneration",
         "AutoModelForSequenceClassification": "MBartForSequenceClassification",
     }),
+    "qwen3": ("qwen3", "Qwen3Config", {
+        "AutoModel": "Qwen3Model",
+        "AutoModelForCausalLM": "Qwen3ForCausalLM",
+        "AutoModelForSequenceClassification": "Qwen3ForSequenceClassification",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
