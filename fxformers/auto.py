@@ -78,6 +78,11 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForCausalLM": "Qwen3ForCausalLM",
         "AutoModelForSequenceClassification": "Qwen3ForSequenceClassification",
     }),
+    "gemma": ("gemma", "GemmaConfig", {
+        "AutoModel": "GemmaModel",
+        "AutoModelForCausalLM": "GemmaForCausalLM",
+        "AutoModelForSequenceClassification": "GemmaForSequenceClassification",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
