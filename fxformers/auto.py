@@ -83,6 +83,11 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForCausalLM": "GemmaForCausalLM",
         "AutoModelForSequenceClassification": "GemmaForSequenceClassification",
     }),
+    "gemma2": ("gemma2", "Gemma2Config", {
+        "AutoModel": "Gemma2Model",
+        "AutoModelForCausalLM": "Gemma2ForCausalLM",
+        "AutoModelForSequenceClassification": "Gemma2ForSequenceClassification",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")

@@ -59,3 +59,38 @@ def test_gemma_partition_rules(tmp_path):
     fx = [fxformers.AutoModel.from_pretrained(tmp_path / "lm"), fxformers.AutoModelForCausalLM.from_pretrained(tmp_path / "lm"),
           fxformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")]
     check_partition_rules(fx, VOCAB, PAD)
+
+
+# -- Gemma 2 -----------------------------------------------------------------------------------------------------------
+GEMMA2 = {
+    "softcaps-window-4": dict(sliding_window=4, attn_logit_softcapping=1.0, final_logit_softcapping=2.0,
+                              query_pre_attn_scalar=24),
+    "no-softcap-layer_types-mqa-odd-head_dim": dict(attn_logit_softcapping=None, final_logit_softcapping=None,
+                                                    num_key_value_heads=1, head_dim=6, tie_word_embeddings=False,
+                                                    sliding_window=3, layer_types=["full_attention", "sliding_attention"],
+                                                    rope_parameters=dict(rope_type="linear", rope_theta=500.0, factor=2.0)),
+}
+
+
+def gemma2(case="softcaps-window-4", auto="AutoModelForCausalLM"):
+    return build("Gemma2Config", BASE, GEMMA2[case], auto)
+
+
+@pytest.mark.parametrize("case", list(GEMMA2))
+def test_gemma2_logits_and_generation(tmp_path, case):
+    check_logits_and_generation(gemma2(case), tmp_path, VOCAB, PAD, beam=case == "softcaps-window-4")
+
+
+def test_gemma2_heads_and_round_trip(tmp_path):
+    check_loss_and_base_model(gemma2(), tmp_path / "lm", VOCAB, PAD, "Gemma2Model")
+    check_sequence_classification(gemma2(auto="AutoModelForSequenceClassification"), tmp_path / "cls", VOCAB, PAD)
+    check_save_round_trip(gemma2("no-softcap-layer_types-mqa-odd-head_dim"), tmp_path / "rt", VOCAB, PAD)
+
+
+def test_gemma2_partition_rules(tmp_path):
+    overrides = dict(attention_bias=True, tie_word_embeddings=False)
+    build("Gemma2Config", BASE, overrides).save_pretrained(tmp_path / "lm")
+    build("Gemma2Config", BASE, overrides, "AutoModelForSequenceClassification").save_pretrained(tmp_path / "cls")
+    fx = [fxformers.AutoModel.from_pretrained(tmp_path / "lm"), fxformers.AutoModelForCausalLM.from_pretrained(tmp_path / "lm"),
+          fxformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")]
+    check_partition_rules(fx, VOCAB, PAD)
