@@ -88,6 +88,11 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForCausalLM": "Gemma2ForCausalLM",
         "AutoModelForSequenceClassification": "Gemma2ForSequenceClassification",
     }),
+    "gemma3_text": ("gemma3", "Gemma3TextConfig", {
+        "AutoModel": "Gemma3TextModel",
+        "AutoModelForCausalLM": "Gemma3ForCausalLM",
+        "AutoModelForSequenceClassification": "Gemma3TextForSequenceClassification",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")

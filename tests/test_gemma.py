@@ -94,3 +94,71 @@ def test_gemma2_partition_rules(tmp_path):
     fx = [fxformers.AutoModel.from_pretrained(tmp_path / "lm"), fxformers.AutoModelForCausalLM.from_pretrained(tmp_path / "lm"),
           fxformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")]
     check_partition_rules(fx, VOCAB, PAD)
+
+
+# -- Gemma 3 (text) ----------------------------------------------------------------------------------------------------
+GEMMA3 = {
+    "rope_parameters-window-4-final-softcap": dict(
+        sliding_window=4, sliding_window_pattern=2, final_logit_softcapping=2.0, attn_logit_softcapping=1.0,
+        query_pre_attn_scalar=20,
+        rope_parameters={"sliding_attention": dict(rope_type="default", rope_theta=100.0),
+                         "full_attention": dict(rope_type="linear", rope_theta=5000.0, factor=2.0)}),
+    "layer_types-mqa-odd-head_dim-untied": dict(num_key_value_heads=1, head_dim=6, tie_word_embeddings=False,
+                                                sliding_window=3, layer_types=["full_attention", "sliding_attention"]),
+}
+
+
+def gemma3(case="rope_parameters-window-4-final-softcap", auto="AutoModelForCausalLM"):
+    return build("Gemma3TextConfig", BASE, GEMMA3[case], auto)
+
+
+@pytest.mark.parametrize("case", list(GEMMA3))
+def test_gemma3_logits_and_generation(tmp_path, case):
+    check_logits_and_generation(gemma3(case), tmp_path, VOCAB, PAD, beam=case.startswith("rope_parameters"))
+
+
+def test_gemma3_legacy_rope_spelling(tmp_path):
+    """Hub configs (Transformers 4) spell the two rope bases rope_theta / rope_local_base_freq plus rope_scaling."""
+    gemma3().save_pretrained(tmp_path)
+
+    def legacy(config):
+        params = config.pop("rope_parameters")
+        config["rope_theta"] = params["full_attention"].pop("rope_theta")
+        config["rope_local_base_freq"] = params["sliding_attention"]["rope_theta"]
+        config["rope_scaling"] = params["full_attention"]
+        del config["layer_types"]  # from sliding_window_pattern instead
+
+    rewrite_config(tmp_path, legacy)
+    tm = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert tm.config.rope_parameters["sliding_attention"]["rope_theta"] == 100.0
+    check_logits_and_generation(tm, tmp_path / "re", VOCAB, PAD)
+    ours = fxformers.AutoConfig.from_pretrained(tmp_path).layer_type_rope_parameters()
+    assert ours["full_attention"]["factor"] == 2.0 and ours["sliding_attention"]["rope_theta"] == 100.0
+
+
+def test_gemma3_heads_and_round_trip(tmp_path):
+    check_loss_and_base_model(gemma3(), tmp_path / "lm", VOCAB, PAD, "Gemma3TextModel")
+    check_sequence_classification(gemma3(auto="AutoModelForSequenceClassification"), tmp_path / "cls", VOCAB, PAD)
+    check_save_round_trip(gemma3("layer_types-mqa-odd-head_dim-untied"), tmp_path / "rt", VOCAB, PAD)
+
+
+def test_gemma3_bfloat16(tmp_path):
+    check_bfloat16(gemma3(), tmp_path, VOCAB, PAD)
+
+
+def test_gemma3_partition_rules(tmp_path):
+    overrides = dict(attention_bias=True, tie_word_embeddings=False)
+    build("Gemma3TextConfig", BASE, overrides).save_pretrained(tmp_path / "lm")
+    build("Gemma3TextConfig", BASE, overrides, "AutoModelForSequenceClassification").save_pretrained(tmp_path / "cls")
+    fx = [fxformers.AutoModel.from_pretrained(tmp_path / "lm"), fxformers.AutoModelForCausalLM.from_pretrained(tmp_path / "lm"),
+          fxformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")]
+    check_partition_rules(fx, VOCAB, PAD)
+
+
+def test_unsupported_gemma_settings_fail_clearly():
+    with pytest.raises(NotImplementedError, match="use_bidirectional_attention"):
+        fxformers.Gemma3TextConfig(**BASE, use_bidirectional_attention=True)
+    with pytest.raises(ValueError, match="layer_types"):
+        fxformers.Gemma2Config(**BASE, layer_types=["full_attention"])
+    with pytest.raises(ValueError, match="keyed by layer type"):
+        fxformers.Gemma3TextConfig(**BASE, rope_parameters=dict(rope_type="default", rope_theta=1.0))
