@@ -162,3 +162,40 @@ def test_unsupported_gemma_settings_fail_clearly():
         fxformers.Gemma2Config(**BASE, layer_types=["full_attention"])
     with pytest.raises(ValueError, match="keyed by layer type"):
         fxformers.Gemma3TextConfig(**BASE, rope_parameters=dict(rope_type="default", rope_theta=1.0))
+
+
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
+                 "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+
+def test_gemma3_chat_template_and_text_generation_pipeline(tmp_path):
+    """The chat template comes from the checkpoint's tokenizer config; the pipeline's text equals Transformers'."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+    tk = Tokenizer(models.BPE(unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    text = ["the cat sat on the mat", "hello there, how are you today", "a small model talks to a user"] * 3
+    tk.train_from_iterator(text, trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                                     initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    overrides = dict(vocab_size=tk.get_vocab_size(), pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    build("Gemma3TextConfig", BASE, {**GEMMA3["rope_parameters-window-4-final-softcap"], **overrides}).save_pretrained(tmp_path)
+    tk.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(dict(
+        tokenizer_class="PreTrainedTokenizerFast", bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+        unk_token="<unk>", chat_template=CHAT_TEMPLATE, model_max_length=64)))
+
+    chat = [{"role": "user", "content": "hello there, how are you"}]
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    prompt = hf_tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    fx_tok = fxformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert fx_tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == prompt
+    ids = fx_tok.apply_chat_template(chat, add_generation_prompt=True)["input_ids"]
+    assert list(ids) == list(hf_tok.apply_chat_template(chat, add_generation_prompt=True)["input_ids"])
+    kwargs = dict(do_sample=False, max_new_tokens=6)
+    ours = fxformers.pipeline("text-generation", model=str(tmp_path))([prompt, "the cat sat"], **kwargs)
+    theirs = transformers.pipeline("text-generation", model=str(tmp_path))([prompt, "the cat sat"], **kwargs)
+    assert ours == theirs
