@@ -26,7 +26,7 @@ def gemma(case="gqa-tied", auto="AutoModelForCausalLM"):
 
 @pytest.mark.parametrize("case", list(GEMMA))
 def test_gemma_logits_and_generation(tmp_path, case):
-    check_logits_and_generation(gemma(case), tmp_path, VOCAB, PAD, beam=case == "gqa-tied")
+    check_logits_and_generation(gemma(case), tmp_path, VOCAB, PAD)
 
 
 def test_gemma_legacy_gelu_and_rope_spelling(tmp_path):
@@ -39,7 +39,7 @@ def test_gemma_legacy_gelu_and_rope_spelling(tmp_path):
 
     rewrite_config(tmp_path, legacy)
     tm = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    check_logits_and_generation(tm, tmp_path / "re", VOCAB, PAD)
+    check_logits_and_generation(tm, tmp_path / "re", VOCAB, PAD, greedy=False)
 
 
 def test_gemma_heads_and_round_trip(tmp_path):
@@ -49,7 +49,7 @@ def test_gemma_heads_and_round_trip(tmp_path):
 
 
 def test_gemma_bfloat16(tmp_path):
-    check_bfloat16(gemma(), tmp_path, VOCAB, PAD)
+    check_bfloat16(gemma(), tmp_path, VOCAB, PAD, generate=False)
 
 
 def test_gemma_partition_rules(tmp_path):
@@ -78,7 +78,7 @@ def gemma2(case="softcaps-window-4", auto="AutoModelForCausalLM"):
 
 @pytest.mark.parametrize("case", list(GEMMA2))
 def test_gemma2_logits_and_generation(tmp_path, case):
-    check_logits_and_generation(gemma2(case), tmp_path, VOCAB, PAD, beam=case == "softcaps-window-4")
+    check_logits_and_generation(gemma2(case), tmp_path, VOCAB, PAD)
 
 
 def test_gemma2_heads_and_round_trip(tmp_path):
@@ -114,7 +114,8 @@ def gemma3(case="rope_parameters-window-4-final-softcap", auto="AutoModelForCaus
 
 @pytest.mark.parametrize("case", list(GEMMA3))
 def test_gemma3_logits_and_generation(tmp_path, case):
-    check_logits_and_generation(gemma3(case), tmp_path, VOCAB, PAD, beam=case.startswith("rope_parameters"))
+    check_logits_and_generation(gemma3(case), tmp_path, VOCAB, PAD, beam=case.startswith("rope_parameters"),
+                                sample=case.startswith("rope_parameters"))
 
 
 def test_gemma3_legacy_rope_spelling(tmp_path):
@@ -131,7 +132,7 @@ def test_gemma3_legacy_rope_spelling(tmp_path):
     rewrite_config(tmp_path, legacy)
     tm = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert tm.config.rope_parameters["sliding_attention"]["rope_theta"] == 100.0
-    check_logits_and_generation(tm, tmp_path / "re", VOCAB, PAD)
+    check_logits_and_generation(tm, tmp_path / "re", VOCAB, PAD, greedy=False)
     ours = fxformers.AutoConfig.from_pretrained(tmp_path).layer_type_rope_parameters()
     assert ours["full_attention"]["factor"] == 2.0 and ours["sliding_attention"]["rope_theta"] == 100.0
 
