@@ -73,6 +73,26 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForSeq2SeqLM": "MBartForConditionalGeneration",
         "AutoModelForSequenceClassification": "MBartForSequenceClassification",
     }),
+    "qwen3": ("qwen3", "Qwen3Config", {
+        "AutoModel": "Qwen3Model",
+        "AutoModelForCausalLM": "Qwen3ForCausalLM",
+        "AutoModelForSequenceClassification": "Qwen3ForSequenceClassification",
+    }),
+    "gemma": ("gemma", "GemmaConfig", {
+        "AutoModel": "GemmaModel",
+        "AutoModelForCausalLM": "GemmaForCausalLM",
+        "AutoModelForSequenceClassification": "GemmaForSequenceClassification",
+    }),
+    "gemma2": ("gemma2", "Gemma2Config", {
+        "AutoModel": "Gemma2Model",
+        "AutoModelForCausalLM": "Gemma2ForCausalLM",
+        "AutoModelForSequenceClassification": "Gemma2ForSequenceClassification",
+    }),
+    "gemma3_text": ("gemma3", "Gemma3TextConfig", {
+        "AutoModel": "Gemma3TextModel",
+        "AutoModelForCausalLM": "Gemma3ForCausalLM",
+        "AutoModelForSequenceClassification": "Gemma3TextForSequenceClassification",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")

@@ -36,10 +36,32 @@ SHAPES = {
     # a reduced Llama shape for CPU runs
     "llama-small": dict(kind="llama", vocab_size=32000, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
                         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=2048),
+    # Gemma 1/2/3 and Qwen3: reduced shapes for CPU (window shorter than prompt + new tokens), real ones for GPU
+    "gemma-small": dict(kind="GemmaConfig", vocab_size=32000, hidden_size=512, intermediate_size=1408,
+                        num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=1, head_dim=64),
+    "gemma2-small": dict(kind="Gemma2Config", vocab_size=32000, hidden_size=512, intermediate_size=1408,
+                         num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=64,
+                         query_pre_attn_scalar=64, sliding_window=16),
+    "gemma3-small": dict(kind="Gemma3TextConfig", vocab_size=32000, hidden_size=512, intermediate_size=1408,
+                         num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=64,
+                         query_pre_attn_scalar=64, sliding_window=16, sliding_window_pattern=2),
+    "qwen3-small": dict(kind="Qwen3Config", vocab_size=32000, hidden_size=512, intermediate_size=1408,
+                        num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=64),
+    # Gemma 3 1B and Qwen3 0.6B shapes
+    "gemma3-1b": dict(kind="Gemma3TextConfig", vocab_size=262144, hidden_size=1152, intermediate_size=6912,
+                      num_hidden_layers=26, num_attention_heads=4, num_key_value_heads=1, head_dim=256,
+                      query_pre_attn_scalar=256, sliding_window=512, sliding_window_pattern=6,
+                      max_position_embeddings=32768),
+    "qwen3-0.6b": dict(kind="Qwen3Config", vocab_size=151936, hidden_size=1024, intermediate_size=3072,
+                       num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+                       max_position_embeddings=40960, tie_word_embeddings=True,
+                       rope_parameters=dict(rope_type="default", rope_theta=1000000.0)),
 }
 PRESETS = {
-    "cpu": dict(models=["gpt2", "llama-small"], batch_sizes=[1, 4], prompt_len=16, new_tokens=16, repeats=2),
-    "gpu": dict(models=["gpt2", "llama-1b"], batch_sizes=[1, 32], prompt_len=32, new_tokens=256, repeats=3),
+    "cpu": dict(models=["gpt2", "llama-small", "gemma-small", "gemma2-small", "gemma3-small", "qwen3-small"],
+                batch_sizes=[1, 4], prompt_len=16, new_tokens=16, repeats=2),
+    "gpu": dict(models=["gpt2", "llama-1b", "gemma3-1b", "qwen3-0.6b"], batch_sizes=[1, 32], prompt_len=32,
+                new_tokens=256, repeats=3),
 }
 
 
@@ -55,6 +77,9 @@ def build(name: str, dtype: str, folder: str):
     if kind == "gpt2":
         config = transformers.GPT2Config(**spec, **common)
         tm = transformers.GPT2LMHeadModel(config)
+    elif kind != "llama":  # a transformers config class name (Gemma, Qwen3 ...)
+        config = getattr(transformers, kind)(**spec, **common)
+        tm = transformers.AutoModelForCausalLM.from_config(config)
     else:
         config = transformers.LlamaConfig(**spec, **common)
         tm = transformers.LlamaForCausalLM(config)

@@ -21,6 +21,7 @@ def dot_product_attention(
     mask=None,
     bias=None,
     scale: Optional[float] = None,
+    softcap: Optional[float] = None,
     dropout_rate: float = 0.0,
     dropout_rng=None,
     return_weights: bool = False,
@@ -29,6 +30,8 @@ def dot_product_attention(
 
     query [B, T, N, H], key/value [B, S, K, H], mask bool broadcastable to [B, N, T, S] (True = attend),
     bias float broadcastable to [B, N, T, S] added to the scores (T5 relative positions).
+    softcap: if set, scores become ``softcap * tanh(scores / softcap)`` before masking (Gemma 2's attention-logit
+    soft-capping; it needs the explicit path, as ``jax.nn.dot_product_attention`` has no such option).
     Returns (output [B, T, N, H], weights [B, N, T, S] float32 or None).
     """
     num_heads, kv_heads = query.shape[2], key.shape[2]
@@ -36,7 +39,7 @@ def dot_product_attention(
         raise ValueError(f"{num_heads} query heads cannot share {kv_heads} key/value heads evenly.")
     scale = query.shape[-1] ** -0.5 if scale is None else scale
     use_dropout = dropout_rate > 0.0 and dropout_rng is not None
-    if not (return_weights or use_dropout):
+    if not (return_weights or use_dropout or softcap):
         if bias is not None:
             bias = jnp.broadcast_to(bias, (query.shape[0], num_heads, query.shape[1], key.shape[1])).astype(query.dtype)
         if mask is not None:
@@ -47,6 +50,8 @@ def dot_product_attention(
         key = jnp.repeat(key, num_heads // kv_heads, axis=2)
         value = jnp.repeat(value, num_heads // kv_heads, axis=2)
     scores = jnp.einsum("btnh,bsnh->bnts", query, key, preferred_element_type=jnp.float32) * scale  # [B, N, T, S]
+    if softcap:
+        scores = jnp.tanh(scores / softcap) * softcap
     if bias is not None:
         scores = scores + bias.astype(jnp.float32)
     if mask is not None:
