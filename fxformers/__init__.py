@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForCausalLM": "fxformers.auto",
     "AutoModelForSeq2SeqLM": "fxformers.auto",
     "AutoModelForTextEncoding": "fxformers.auto",
+    "AutoModelForPreTraining": "fxformers.auto",
     "GenerationConfig": "fxformers.generation",
     "GenerationMixin": "fxformers.generation",
     "top_k_top_p_filtering": "fxformers.generation",

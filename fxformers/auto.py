@@ -73,6 +73,15 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForSeq2SeqLM": "MBartForConditionalGeneration",
         "AutoModelForSequenceClassification": "MBartForSequenceClassification",
     }),
+    "electra": ("electra", "ElectraConfig", {
+        "AutoModel": "ElectraModel",
+        "AutoModelForPreTraining": "ElectraForPreTraining",
+        "AutoModelForSequenceClassification": "ElectraForSequenceClassification",
+        "AutoModelForTokenClassification": "ElectraForTokenClassification",
+        "AutoModelForQuestionAnswering": "ElectraForQuestionAnswering",
+        "AutoModelForMaskedLM": "ElectraForMaskedLM",
+        "AutoModelForMultipleChoice": "ElectraForMultipleChoice",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
@@ -159,3 +168,4 @@ AutoModelForMultipleChoice = _auto("AutoModelForMultipleChoice")
 AutoModelForCausalLM = _auto("AutoModelForCausalLM")
 AutoModelForSeq2SeqLM = _auto("AutoModelForSeq2SeqLM")
 AutoModelForTextEncoding = _auto("AutoModelForTextEncoding")
+AutoModelForPreTraining = _auto("AutoModelForPreTraining")
