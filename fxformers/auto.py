@@ -82,6 +82,15 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForMaskedLM": "ElectraForMaskedLM",
         "AutoModelForMultipleChoice": "ElectraForMultipleChoice",
     }),
+    "albert": ("albert", "AlbertConfig", {
+        "AutoModel": "AlbertModel",
+        "AutoModelForPreTraining": "AlbertForPreTraining",
+        "AutoModelForSequenceClassification": "AlbertForSequenceClassification",
+        "AutoModelForTokenClassification": "AlbertForTokenClassification",
+        "AutoModelForQuestionAnswering": "AlbertForQuestionAnswering",
+        "AutoModelForMaskedLM": "AlbertForMaskedLM",
+        "AutoModelForMultipleChoice": "AlbertForMultipleChoice",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
