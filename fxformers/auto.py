@@ -91,6 +91,14 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForMaskedLM": "AlbertForMaskedLM",
         "AutoModelForMultipleChoice": "AlbertForMultipleChoice",
     }),
+    "deberta-v2": ("deberta_v2", "DebertaV2Config", {
+        "AutoModel": "DebertaV2Model",
+        "AutoModelForSequenceClassification": "DebertaV2ForSequenceClassification",
+        "AutoModelForTokenClassification": "DebertaV2ForTokenClassification",
+        "AutoModelForQuestionAnswering": "DebertaV2ForQuestionAnswering",
+        "AutoModelForMaskedLM": "DebertaV2ForMaskedLM",
+        "AutoModelForMultipleChoice": "DebertaV2ForMultipleChoice",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
