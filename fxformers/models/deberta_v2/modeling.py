@@ -394,6 +394,11 @@ class DebertaV2PreTrainedModel(PreTrainedModel):
     def partition_rules(cls, config):
         return _convert.partition_rules(config)
 
+    def prepare_inputs(self, inputs: dict) -> dict:
+        if not self.config.type_vocab_size:
+            inputs.pop("token_type_ids", None)  # DeBERTa-v3 tokenizers return them; with no table, Transformers ignores them
+        return super().prepare_inputs(inputs)
+
 
 def _head(rules):
     return classmethod(lambda cls, config: _convert.head_table(config, rules(config)))
