@@ -73,3 +73,13 @@ def test_partition_rules_cover_every_head():
 def test_sharded_equals_unsharded():
     model = fxformers.ElectraForMaskedLM.from_config(fxformers.ElectraConfig(**CONFIGS["projected"]))
     assert_sharded_equals_unsharded(model, batch("ForMaskedLM", VOCAB, 0, 2))
+
+
+def test_unpadded_mode_matches():
+    tm = torch_model("Electra", "Model", CONFIGS["projected"])
+    fm = fxformers.ElectraModel.from_state_dict({k: v.numpy() for k, v in tm.state_dict().items()},
+                                               fxformers.ElectraConfig(**tm.config.to_dict()))
+    inputs = batch("Model", VOCAB, 0, 2)
+    dense, packed = fm(**inputs).last_hidden_state, fm(**inputs, unpad_inputs=True).last_hidden_state
+    real = inputs["attention_mask"][..., None] > 0
+    assert np.abs(np.where(real, np.asarray(dense) - np.asarray(packed), 0)).max() < 1e-5

@@ -103,3 +103,25 @@ def build_cases(m: dict, family: str) -> dict:
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_pipelines_match_transformers(models, family):
     assert_all_cases_match(build_cases(models, family))
+
+
+def test_sentence_embedder_on_each_family(models):
+    """SentenceEmbedder (mean pooling) over each family equals mean-pooled transformers outputs."""
+    import numpy as np
+    import torch
+    import transformers
+
+    from fxformers.pipelines import SentenceEmbedder
+
+    texts = ["A man is eating food.", "Hugging Face is in Brooklyn, New York.", "Hi"]
+    for family in FAMILIES:
+        folder = models[f"{family}-base"]
+        ours = SentenceEmbedder(folder, pooling="mean", normalize=False).encode(texts)
+        tok = transformers.AutoTokenizer.from_pretrained(folder)
+        model = transformers.AutoModel.from_pretrained(folder).eval()
+        enc = tok(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"][..., None].float()
+        ref = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+        assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max(), family
