@@ -102,6 +102,15 @@ def test_string_pos_att_type_and_saved_config_load_in_transformers(tmp_path):
     assert rel_err(model(**inputs).last_hidden_state, run_torch(tm, inputs).last_hidden_state) < 1e-5
 
 
+def test_v3_runs_past_max_position_embeddings():
+    """No absolute table (position_biased_input=False): longer inputs work, as in Transformers."""
+    tm = torch_model("DebertaV2", "Model", CONFIGS["v3"])
+    fm = fxformers.DebertaV2Model.from_state_dict({k: v.numpy() for k, v in tm.state_dict().items()},
+                                                 fxformers.DebertaV2Config(**tm.config.to_dict()))
+    inputs = {"input_ids": np.random.RandomState(0).randint(5, VOCAB, (1, 30))}  # 30 > max_position_embeddings=24
+    assert rel_err(fm(**inputs).last_hidden_state, run_torch(tm, inputs).last_hidden_state) < 1e-5
+
+
 def test_bad_config_is_a_clear_error():
     with pytest.raises(ValueError, match="pos_att_type"):
         fxformers.DebertaV2Config(pos_att_type=["c2c"])

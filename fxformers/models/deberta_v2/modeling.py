@@ -394,6 +394,10 @@ class DebertaV2PreTrainedModel(PreTrainedModel):
     def partition_rules(cls, config):
         return _convert.partition_rules(config)
 
+    def max_input_length(self):
+        # without absolute positions (DeBERTa-v3) only the relative distances are embedded, clipped: no hard limit
+        return self.config.max_position_embeddings if self.config.position_biased_input else None
+
     def prepare_inputs(self, inputs: dict) -> dict:
         if not self.config.type_vocab_size:
             inputs.pop("token_type_ids", None)  # DeBERTa-v3 tokenizers return them; with no table, Transformers ignores them
