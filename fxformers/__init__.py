@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "AutoModelForCausalLM": "fxformers.auto",
     "AutoModelForSeq2SeqLM": "fxformers.auto",
     "AutoModelForTextEncoding": "fxformers.auto",
+    "AutoModelForPreTraining": "fxformers.auto",
     "GenerationConfig": "fxformers.generation",
     "GenerationMixin": "fxformers.generation",
     "top_k_top_p_filtering": "fxformers.generation",
@@ -51,6 +52,7 @@ for _name in (
     "BartTokenizer", "BartTokenizerFast", "XLMRobertaTokenizer", "XLMRobertaTokenizerFast", "GPT2Tokenizer",
     "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast", "LlamaTokenizer", "LlamaTokenizerFast", "Qwen2Tokenizer",
     "Qwen2TokenizerFast", "TokenizerInputError",
+    "AlbertTokenizer", "AlbertTokenizerFast", "DebertaV2Tokenizer", "DebertaV2TokenizerFast",
 ):
     _EXPORTS[_name] = "fxformers.tokenization"
 for _name in (

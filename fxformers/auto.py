@@ -93,6 +93,32 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForCausalLM": "Gemma3ForCausalLM",
         "AutoModelForSequenceClassification": "Gemma3TextForSequenceClassification",
     }),
+    "electra": ("electra", "ElectraConfig", {
+        "AutoModel": "ElectraModel",
+        "AutoModelForPreTraining": "ElectraForPreTraining",
+        "AutoModelForSequenceClassification": "ElectraForSequenceClassification",
+        "AutoModelForTokenClassification": "ElectraForTokenClassification",
+        "AutoModelForQuestionAnswering": "ElectraForQuestionAnswering",
+        "AutoModelForMaskedLM": "ElectraForMaskedLM",
+        "AutoModelForMultipleChoice": "ElectraForMultipleChoice",
+    }),
+    "albert": ("albert", "AlbertConfig", {
+        "AutoModel": "AlbertModel",
+        "AutoModelForPreTraining": "AlbertForPreTraining",
+        "AutoModelForSequenceClassification": "AlbertForSequenceClassification",
+        "AutoModelForTokenClassification": "AlbertForTokenClassification",
+        "AutoModelForQuestionAnswering": "AlbertForQuestionAnswering",
+        "AutoModelForMaskedLM": "AlbertForMaskedLM",
+        "AutoModelForMultipleChoice": "AlbertForMultipleChoice",
+    }),
+    "deberta-v2": ("deberta_v2", "DebertaV2Config", {
+        "AutoModel": "DebertaV2Model",
+        "AutoModelForSequenceClassification": "DebertaV2ForSequenceClassification",
+        "AutoModelForTokenClassification": "DebertaV2ForTokenClassification",
+        "AutoModelForQuestionAnswering": "DebertaV2ForQuestionAnswering",
+        "AutoModelForMaskedLM": "DebertaV2ForMaskedLM",
+        "AutoModelForMultipleChoice": "DebertaV2ForMultipleChoice",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
@@ -179,3 +205,4 @@ AutoModelForMultipleChoice = _auto("AutoModelForMultipleChoice")
 AutoModelForCausalLM = _auto("AutoModelForCausalLM")
 AutoModelForSeq2SeqLM = _auto("AutoModelForSeq2SeqLM")
 AutoModelForTextEncoding = _auto("AutoModelForTextEncoding")
+AutoModelForPreTraining = _auto("AutoModelForPreTraining")

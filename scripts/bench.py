@@ -288,6 +288,41 @@ def load_bert_base(device) -> EncoderPair:
     return EncoderPair("BERT-base shapes, sequence classification (random init)", fx, pt.to(device), "logits")
 
 
+def load_random_encoder(arch: str, name: str, **config_kwargs):
+    """A loader for a randomly initialised ``<arch>ForSequenceClassification`` of the given shape, in both frameworks."""
+
+    def load(device) -> EncoderPair:
+        import torch
+        import transformers
+
+        import fxformers
+
+        torch.manual_seed(0)
+        config = getattr(transformers, arch + "Config")(num_labels=2, **config_kwargs)
+        pt = getattr(transformers, arch + "ForSequenceClassification")(config).eval()
+        state = {k: v.detach().numpy() for k, v in pt.state_dict().items()}
+        fx_cls = getattr(fxformers, arch + "ForSequenceClassification")
+        fx = fx_cls.from_state_dict(state, fx_cls.config_class.from_dict(config.to_dict()), source=f"a random {name}")
+        return EncoderPair(f"{name} shapes, sequence classification (random init)", fx, pt.to(device), "logits")
+
+    return load
+
+
+ENCODER_LOADERS: dict = {"minilm": load_minilm, "bert_base": load_bert_base}
+# the issue-15 encoders at their base sizes (opt in with --models)
+ENCODER_LOADERS.update(
+    electra_base=load_random_encoder("Electra", "ELECTRA-base", embedding_size=768, hidden_size=768,
+                                     num_attention_heads=12, intermediate_size=3072),
+    albert_base=load_random_encoder("Albert", "ALBERT-base-v2", embedding_size=128, hidden_size=768,
+                                    num_attention_heads=12, intermediate_size=3072),
+    deberta_v3_base=load_random_encoder("DebertaV2", "DeBERTa-v3-base", hidden_size=768, num_hidden_layers=12,
+                                        num_attention_heads=12, intermediate_size=3072, relative_attention=True,
+                                        pos_att_type="p2c|c2p", position_buckets=256, max_relative_positions=-1,
+                                        norm_rel_ebd="layer_norm", share_att_key=True, position_biased_input=False,
+                                        type_vocab_size=0),
+)
+
+
 def encoder_gflop(config, batch: int, length: int) -> float:
     """Forward-pass GFLOP of a BERT-style encoder (dense layers + attention; embeddings and heads are negligible)."""
     d, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
@@ -482,9 +517,10 @@ def run_encoder_section(args, log, save_partial=lambda section: None) -> dict:
     section = {"torch_device": str(device), "torch_threads": torch.get_num_threads(), "sizes": sizes, "results": {}}
     if device.type == "cpu":
         section["gemm_peak"] = gemm_peak(log)
-    for key, loader in (("minilm", load_minilm), ("bert_base", load_bert_base)):
+    for key, loader in ENCODER_LOADERS.items():
         if key not in args.models:
             continue
+        sizes.setdefault(key, dict(sizes["bert_base"]))
         pair = loader(device)
         for dtype in args.dtypes:
             if dtype != "float32":
@@ -696,7 +732,8 @@ def parse_args(argv=None):
     p.add_argument("--md", default="docs/benchmarks.md")
     p.add_argument("--preset", choices=("auto", "cpu", "gpu"), default="auto",
                    help="default sizes: gpu = the issue's real shapes, cpu = smaller BERT-base batch (auto: JAX backend)")
-    p.add_argument("--models", default="minilm,bert_base")
+    p.add_argument("--models", default="minilm,bert_base",
+                   help="encoders to run: minilm, bert_base, electra_base, albert_base, deberta_v3_base")
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--latency-seqs", default=None, help="batch-1 sequence lengths, e.g. 16,128")
     p.add_argument("--latency-reps", type=int, default=None)

@@ -30,6 +30,8 @@ from .models import (
     XLMRobertaTokenizerFast,
 )
 
+from .spm_families import AlbertTokenizer, AlbertTokenizerFast, DebertaV2Tokenizer, DebertaV2TokenizerFast
+
 PreTrainedTokenizerFast = GenericTokenizer
 
 __all__ = [
@@ -38,4 +40,5 @@ __all__ = [
     "RobertaTokenizer", "RobertaTokenizerFast", "BartTokenizer", "BartTokenizerFast", "XLMRobertaTokenizer",
     "XLMRobertaTokenizerFast", "GPT2Tokenizer", "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast",
     "LlamaTokenizer", "LlamaTokenizerFast", "Qwen2Tokenizer", "Qwen2TokenizerFast",
+    "AlbertTokenizer", "AlbertTokenizerFast", "DebertaV2Tokenizer", "DebertaV2TokenizerFast",
 ]

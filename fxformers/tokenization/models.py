@@ -18,7 +18,7 @@ from tokenizers.models import BPE, Unigram, WordPiece
 from .base import PreTrainedTokenizer, as_added_token
 from .spm import BPE as SPM_BPE, CONTROL, USER_DEFINED, generate_merges, parse_spm_model
 
-SPM_FILES = ("spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
+SPM_FILES = ("spiece.model", "tokenizer.model", "sentencepiece.bpe.model", "spm.model")
 
 
 class LegacyFilesError(FileNotFoundError):
@@ -439,3 +439,8 @@ GPT2TokenizerFast = GPT2Tokenizer
 T5TokenizerFast = T5Tokenizer
 LlamaTokenizerFast = LlamaTokenizer
 Qwen2TokenizerFast = Qwen2Tokenizer
+
+# SentencePiece encoder families, built on the helpers above
+from .spm_families import AlbertTokenizer, DebertaV2Tokenizer  # noqa: E402
+
+TOKENIZER_CLASSES.update(AlbertTokenizer=AlbertTokenizer, DebertaV2Tokenizer=DebertaV2Tokenizer)
