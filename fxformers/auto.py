@@ -73,6 +73,14 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForSeq2SeqLM": "MBartForConditionalGeneration",
         "AutoModelForSequenceClassification": "MBartForSequenceClassification",
     }),
+    "mpnet": ("mpnet", "MPNetConfig", {
+        "AutoModel": "MPNetModel",
+        "AutoModelForSequenceClassification": "MPNetForSequenceClassification",
+        "AutoModelForTokenClassification": "MPNetForTokenClassification",
+        "AutoModelForQuestionAnswering": "MPNetForQuestionAnswering",
+        "AutoModelForMaskedLM": "MPNetForMaskedLM",
+        "AutoModelForMultipleChoice": "MPNetForMultipleChoice",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
