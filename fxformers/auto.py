@@ -81,6 +81,7 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForMaskedLM": "MPNetForMaskedLM",
         "AutoModelForMultipleChoice": "MPNetForMultipleChoice",
     }),
+    "marian": ("marian", "MarianConfig", {"AutoModel": "MarianModel", "AutoModelForSeq2SeqLM": "MarianMTModel"}),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
