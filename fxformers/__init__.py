@@ -50,6 +50,7 @@ for _name in (
     "BartTokenizer", "BartTokenizerFast", "XLMRobertaTokenizer", "XLMRobertaTokenizerFast", "GPT2Tokenizer",
     "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast", "LlamaTokenizer", "LlamaTokenizerFast", "Qwen2Tokenizer",
     "Qwen2TokenizerFast", "TokenizerInputError",
+    "MarianTokenizer",
 ):
     _EXPORTS[_name] = "fxformers.tokenization"
 for _name in (

@@ -3,6 +3,8 @@ scale_embedding, final_logits_bias, loss, save round trip, partition rules, and 
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -161,3 +163,88 @@ def test_partition_rules_cover_every_class_and_shard_exactly(checkpoints):
     sharded = jax.device_put(model.params, param_shardings(rules, model.params, create_mesh(data=2, fsdp=2, model=2)))
     inputs, _ = batch("separate-vocab")
     assert rel(model(**inputs, params=sharded).logits, model(**inputs).logits) < 1e-5
+
+
+# -- tokenizer and translation pipeline ----------------------------------------------------------------------------
+CORPUS = [
+    "Hello world!",
+    "Café naïve résumé Ångström façade — déjà vu.",
+    "I ❤️ emoji 🙂🚀👍🏽 and flags 🇫🇷",
+    "Visit https://example.com/path?q=1&r=2 or mail me@example.org",
+    "Numbers: 3.14159, 1,000,000 and -42 in 2024",
+    "  leading and   runs   of\twhitespace \n newline  ",
+    "",
+    " ".join(["The quick brown fox jumps over the lazy dog near the river bank."] * 6),
+    "don't won't I'm you're they've",
+    "UPPER lower MiXeD",
+    ">>fra<< the cat sat on the mat",
+    "the cat </s> sat",
+]
+SOURCE_TEXT = CORPUS[:6] + ["the cat sat on the mat while the dog barked at the mailman",
+                            "tokenizers split text into tokens and map the tokens to ids"]
+TARGET_TEXT = ["le chat est assis sur le tapis", "les modèles lisent des nombres et pas des mots",
+               "bonjour le monde, déjà vu à la rivière"]
+
+
+@pytest.fixture(scope="module")
+def opus_folder(tmp_path_factory):
+    """An opus-mt style folder: source.spm and target.spm trained here, vocab.json the union of their pieces (with
+    a language code), a tiny MarianMTModel over it, saved by transformers."""
+    spm = pytest.importorskip("sentencepiece")
+    root = tmp_path_factory.mktemp("opus")
+    models = {}
+    for side, lines, size in (("source", SOURCE_TEXT * 3, 150), ("target", TARGET_TEXT * 3, 60)):
+        text = root / f"{side}.txt"
+        text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(root / side), vocab_size=size,
+                                       character_coverage=1.0, model_type="unigram", minloglevel=2,
+                                       hard_vocab_limit=False, num_threads=1, unk_id=1, eos_id=0, bos_id=-1)
+        models[side] = root / f"{side}.model"
+    vocab = {"</s>": 0, "<unk>": 1, ">>fra<<": 2}
+    for side in ("source", "target"):
+        proc = spm.SentencePieceProcessor(model_file=str(models[side]))
+        for i in range(proc.get_piece_size()):
+            vocab.setdefault(proc.id_to_piece(i), len(vocab))
+    vocab["<pad>"] = len(vocab)
+    folder = root / "model"
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    tok = transformers.MarianTokenizer(source_spm=str(models["source"]), target_spm=str(models["target"]),
+                                       vocab=str(folder / "vocab.json"))
+    tok.save_pretrained(folder)
+    config = transformers.MarianConfig(**{**SMALL, **CONFIGS["opus-mt"], "vocab_size": len(vocab),
+                                          "pad_token_id": vocab["<pad>"], "decoder_start_token_id": vocab["<pad>"]})
+    torch.manual_seed(5)
+    model = transformers.MarianMTModel(config).eval()
+    with torch.no_grad():
+        model.model.shared.weight.mul_(6.0)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_tokenizer_is_byte_exact(opus_folder):
+    ref = transformers.MarianTokenizer.from_pretrained(opus_folder)
+    ours = fxformers.AutoTokenizer.from_pretrained(opus_folder)
+    assert type(ours).__name__ == "MarianTokenizer"
+    for text in CORPUS:
+        assert ours(text)["input_ids"] == ref(text)["input_ids"], text
+    batch_ref = ref(CORPUS, padding=True, truncation=True, max_length=16)
+    batch_ours = ours(CORPUS, padding=True, truncation=True, max_length=16)
+    assert batch_ours["input_ids"] == batch_ref["input_ids"]
+    assert batch_ours["attention_mask"] == batch_ref["attention_mask"]
+    ids = ref(SOURCE_TEXT[6:])["input_ids"]
+    assert ours.batch_decode(ids, skip_special_tokens=True) == ref.batch_decode(ids, skip_special_tokens=True)
+
+
+def test_translation_pipeline_matches_generate(opus_folder):
+    from fxformers.pipelines import pipeline
+
+    texts = ["the cat sat on the mat", "Hello world!"]
+    ref_tok = transformers.MarianTokenizer.from_pretrained(opus_folder)
+    ref_model = transformers.MarianMTModel.from_pretrained(opus_folder).eval()
+    enc = ref_tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = ref_model.generate(**enc, max_new_tokens=8, num_beams=2)
+    expected = [{"translation_text": t} for t in ref_tok.batch_decode(out, skip_special_tokens=True)]
+    pipe = pipeline("translation", model=str(opus_folder))
+    assert pipe(texts, max_new_tokens=8, num_beams=2) == expected

@@ -30,6 +30,8 @@ from .models import (
     XLMRobertaTokenizerFast,
 )
 
+from .marian import MarianTokenizer
+
 PreTrainedTokenizerFast = GenericTokenizer
 
 __all__ = [
@@ -38,4 +40,5 @@ __all__ = [
     "RobertaTokenizer", "RobertaTokenizerFast", "BartTokenizer", "BartTokenizerFast", "XLMRobertaTokenizer",
     "XLMRobertaTokenizerFast", "GPT2Tokenizer", "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast",
     "LlamaTokenizer", "LlamaTokenizerFast", "Qwen2Tokenizer", "Qwen2TokenizerFast",
+    "MarianTokenizer",
 ]

@@ -439,3 +439,7 @@ GPT2TokenizerFast = GPT2Tokenizer
 T5TokenizerFast = T5Tokenizer
 LlamaTokenizerFast = LlamaTokenizer
 Qwen2TokenizerFast = Qwen2Tokenizer
+
+from .marian import MarianTokenizer  # noqa: E402  (its module imports the helpers above)
+
+TOKENIZER_CLASSES["MarianTokenizer"] = MarianTokenizer
