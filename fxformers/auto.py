@@ -82,6 +82,13 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForMultipleChoice": "MPNetForMultipleChoice",
     }),
     "marian": ("marian", "MarianConfig", {"AutoModel": "MarianModel", "AutoModelForSeq2SeqLM": "MarianMTModel"}),
+    "modernbert": ("modernbert", "ModernBertConfig", {
+        "AutoModel": "ModernBertModel",
+        "AutoModelForSequenceClassification": "ModernBertForSequenceClassification",
+        "AutoModelForTokenClassification": "ModernBertForTokenClassification",
+        "AutoModelForQuestionAnswering": "ModernBertForQuestionAnswering",
+        "AutoModelForMaskedLM": "ModernBertForMaskedLM",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
