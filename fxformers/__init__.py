@@ -53,6 +53,7 @@ for _name in (
     "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast", "LlamaTokenizer", "LlamaTokenizerFast", "Qwen2Tokenizer",
     "Qwen2TokenizerFast", "TokenizerInputError",
     "AlbertTokenizer", "AlbertTokenizerFast", "DebertaV2Tokenizer", "DebertaV2TokenizerFast",
+    "MarianTokenizer",
 ):
     _EXPORTS[_name] = "fxformers.tokenization"
 for _name in (

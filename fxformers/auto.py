@@ -119,6 +119,22 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForMaskedLM": "DebertaV2ForMaskedLM",
         "AutoModelForMultipleChoice": "DebertaV2ForMultipleChoice",
     }),
+    "mpnet": ("mpnet", "MPNetConfig", {
+        "AutoModel": "MPNetModel",
+        "AutoModelForSequenceClassification": "MPNetForSequenceClassification",
+        "AutoModelForTokenClassification": "MPNetForTokenClassification",
+        "AutoModelForQuestionAnswering": "MPNetForQuestionAnswering",
+        "AutoModelForMaskedLM": "MPNetForMaskedLM",
+        "AutoModelForMultipleChoice": "MPNetForMultipleChoice",
+    }),
+    "marian": ("marian", "MarianConfig", {"AutoModel": "MarianModel", "AutoModelForSeq2SeqLM": "MarianMTModel"}),
+    "modernbert": ("modernbert", "ModernBertConfig", {
+        "AutoModel": "ModernBertModel",
+        "AutoModelForSequenceClassification": "ModernBertForSequenceClassification",
+        "AutoModelForTokenClassification": "ModernBertForTokenClassification",
+        "AutoModelForQuestionAnswering": "ModernBertForQuestionAnswering",
+        "AutoModelForMaskedLM": "ModernBertForMaskedLM",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")

@@ -31,6 +31,7 @@ from .models import (
 )
 
 from .spm_families import AlbertTokenizer, AlbertTokenizerFast, DebertaV2Tokenizer, DebertaV2TokenizerFast
+from .marian import MarianTokenizer
 
 PreTrainedTokenizerFast = GenericTokenizer
 
@@ -41,4 +42,5 @@ __all__ = [
     "XLMRobertaTokenizerFast", "GPT2Tokenizer", "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast",
     "LlamaTokenizer", "LlamaTokenizerFast", "Qwen2Tokenizer", "Qwen2TokenizerFast",
     "AlbertTokenizer", "AlbertTokenizerFast", "DebertaV2Tokenizer", "DebertaV2TokenizerFast",
+    "MarianTokenizer",
 ]

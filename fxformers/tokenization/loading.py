@@ -25,7 +25,7 @@ from .models import SPM_FILES, TOKENIZER_CLASSES, GenericTokenizer, _FamilyToken
 
 logger = logging.getLogger(__name__)
 
-LEGACY_FILES = ("vocab.txt", "vocab.json", "merges.txt", *SPM_FILES)
+LEGACY_FILES = ("vocab.txt", "vocab.json", "merges.txt", *SPM_FILES, "source.spm", "target.spm")
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
 _IGNORED_KWARGS = ("use_fast", "trust_remote_code", "force_download", "resume_download", "proxies", "use_auth_token",
                    "_from_auto", "_commit_hash", "from_slow", "legacy_format")

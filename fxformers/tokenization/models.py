@@ -444,3 +444,6 @@ Qwen2TokenizerFast = Qwen2Tokenizer
 from .spm_families import AlbertTokenizer, DebertaV2Tokenizer  # noqa: E402
 
 TOKENIZER_CLASSES.update(AlbertTokenizer=AlbertTokenizer, DebertaV2Tokenizer=DebertaV2Tokenizer)
+from .marian import MarianTokenizer  # noqa: E402  (its module imports the helpers above)
+
+TOKENIZER_CLASSES["MarianTokenizer"] = MarianTokenizer
