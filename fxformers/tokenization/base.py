@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from tokenizers import AddedToken, Tokenizer
 
+from ..checkpoints.atomic import atomic_write_texts, folder_lock
 from .encoding import BatchEncoding, check_tensor_type
 from .special_tokens import SpecialTokensMixin
 
@@ -845,12 +846,12 @@ class PreTrainedTokenizer(SpecialTokensMixin):
         save_directory.mkdir(parents=True, exist_ok=True)
         prefix = f"{filename_prefix}-" if filename_prefix else ""
         config_file = save_directory / f"{prefix}{TOKENIZER_CONFIG_FILE}"
-        config_file.write_text(json.dumps(self._config_for_save(), indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        config_text = json.dumps(self._config_for_save(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         stm_file = save_directory / f"{prefix}{SPECIAL_TOKENS_MAP_FILE}"
         stm: dict[str, Any] = dict(self.special_tokens_map)
         if self._extra_special_tokens:
             stm["additional_special_tokens"] = [str(t) for t in self._extra_special_tokens]
-        stm_file.write_text(json.dumps(stm, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        stm_text = json.dumps(stm, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
         # the backend as loaded: the per-call padding/truncation of the last call is not part of the tokenizer
         tk = self._tokenizer
@@ -865,10 +866,14 @@ class PreTrainedTokenizer(SpecialTokensMixin):
             tk.no_padding()
         tokenizer_file = save_directory / f"{prefix}{TOKENIZER_FILE}"
         try:
-            tk.save(str(tokenizer_file))
+            tokenizer_text = tk.to_str(pretty=True)
         finally:
             tk.no_truncation() if current_trunc is None else tk.enable_truncation(**current_trunc)
             tk.no_padding() if current_pad is None else tk.enable_padding(**current_pad)
+        # All files written in full before any replaces the old one (tokenizer_config.json renamed last), one save
+        # at a time per folder: a full disk part-way leaves the previous tokenizer as it was.
+        with folder_lock(save_directory):
+            atomic_write_texts({tokenizer_file: tokenizer_text, stm_file: stm_text, config_file: config_text})
         return (str(config_file), str(stm_file), str(tokenizer_file))
 
     def __repr__(self) -> str:
