@@ -52,6 +52,7 @@ for _name in (
     "Qwen2TokenizerFast", "TokenizerInputError",
 ):
     _EXPORTS[_name] = "fxformers.tokenization"
+_EXPORTS["TokenizerError"] = "fxformers.tokenization"
 for _name in (
     "Trainer", "TrainingArguments", "EvalPrediction", "TrainState", "DataCollatorWithPadding",
     "DataCollatorForLanguageModeling", "DataCollatorForSeq2Seq", "DataCollatorForTokenClassification",

@@ -48,7 +48,7 @@ def run_isolated_each(spec: str, calls: list[tuple], timeout: float = 30.0, extr
     """Call ``module:function`` (or ``module:Class.method``) once per argument tuple in ``calls`` (JSON-able
     arguments, paths allowed), all in one child under ``extra_mb`` more address space than it has after the
     import; one result dict per call."""
-    env = dict(os.environ, PYTHONPATH=str(_ROOT), JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=f"{_ROOT}{os.pathsep}{_ROOT / 'tests'}", JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
     payload = [spec, [[str(a) if isinstance(a, Path) else a for a in args] for args in calls], extra_mb]
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(payload)],
@@ -73,3 +73,4 @@ def assert_clean_error(result: dict, error: str, *needles: str, seconds: float =
         assert needle in result["message"], f"{needle!r} not in: {result['message'][:1000]}"
     assert result["seconds"] < seconds, result
     assert result["rss_growth_mb"] < rss_mb, result
+

@@ -308,3 +308,167 @@ def test_config_override_is_checked_too():
     config = BertConfig()
     with pytest.raises(ValueError, match="n_layer|num_hidden_layers"):
         config.update({"num_hidden_layers": 10**9})
+
+
+# ------------------------------------------------------------------------------------------ 7. tokenizer files
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def spm_model(charsmap: bytes, pieces=("<unk>", "a", "b")) -> bytes:
+    """A SentencePiece ModelProto by hand: pieces (unk first) and a normaliser with ``charsmap``."""
+    out = b""
+    for i, piece in enumerate(pieces):
+        out += _field(1, _field(1, piece.encode()) + b"\x15" + struct.pack("<f", -float(i)) + (b"\x18\x02" if i == 0 else b""))
+    return out + _field(3, _field(2, charsmap))
+
+
+@pytest.fixture(scope="module")
+def real_spm(tmp_path_factory):
+    spm = pytest.importorskip("sentencepiece")
+    root = tmp_path_factory.mktemp("spm")
+    (root / "corpus.txt").write_text("\n".join(["Hello world ﬁ café ① Ｔｅｓｔ wörld"] * 40))
+    spm.SentencePieceTrainer.train(input=str(root / "corpus.txt"), model_prefix=str(root / "m"), vocab_size=40,
+                                   minloglevel=2, hard_vocab_limit=False, num_threads=1)
+    return (root / "m.model").read_bytes()
+
+
+def _tokenizer_folder(root: Path, name: str, files: dict[str, bytes | str]) -> Path:
+    folder = root / name
+    folder.mkdir()
+    for filename, data in files.items():
+        (folder / filename).write_bytes(data if isinstance(data, bytes) else data.encode())
+    return folder
+
+
+T5_CONFIG = json.dumps({"tokenizer_class": "T5Tokenizer", "extra_ids": 0})
+
+
+def test_hostile_sentencepiece_and_tokenizer_files(tmp_path, real_spm):
+    from fxformers.tokenization.spm import parse_spm_model
+
+    charsmap = parse_spm_model(real_spm).precompiled_charsmap
+    broken_trie = bytearray(charsmap)
+    broken_trie[4:4 + 4 * 300] = b"\xff\xff\xff\x7f" * 300  # the root's units point far outside the array
+    huge_trie = struct.pack("<I", 0xC0000000) + b"\0" * 8  # 'allocate 3 GiB' in 12 bytes
+    cases = {  # name: (files, needle)
+        "huge_trie": ({"spiece.model": spm_model(huge_trie), "tokenizer_config.json": T5_CONFIG}, "spiece.model"),
+        "broken_trie": ({"spiece.model": spm_model(bytes(broken_trie)), "tokenizer_config.json": T5_CONFIG},
+                        "spiece.model"),
+        "bad_unk_id": ({"spiece.model": spm_model(b"") + _field(2, b"\xc0\x02\x63"),  # trainer_spec.unk_id = 99
+                        "tokenizer_config.json": T5_CONFIG}, "spiece.model"),
+        "truncated_spm": ({"spiece.model": real_spm[:len(real_spm) // 2], "tokenizer_config.json": T5_CONFIG},
+                          "spiece.model"),
+        "tokenizer_json_truncated": ({"tokenizer.json": '{"model": {"type": "BPE", "vocab": {'}, "tokenizer.json"),
+        "tokenizer_json_deep": ({"tokenizer.json": "[" * 100_000 + "]" * 100_000}, "tokenizer.json"),
+        "tokenizer_json_wrong_types": ({"tokenizer.json": json.dumps({"model": {"type": "BPE", "vocab": [1, 2]}})},
+                                       "hostile"),
+        "tokenizer_json_charsmap": ({"tokenizer.json": json.dumps({
+            "version": "1.0", "normalizer": {"type": "Precompiled", "precompiled_charsmap":
+                                             __import__("base64").b64encode(huge_trie).decode()},
+            "model": {"type": "WordLevel", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}})}, "tokenizer.json"),
+        "config_not_utf8": ({"tokenizer_config.json": b"\xff\xfe{", "vocab.txt": "[UNK]\na\n"},
+                            "tokenizer_config.json"),
+        "config_a_list": ({"tokenizer_config.json": "[1]", "vocab.txt": "[UNK]\na\n"}, "tokenizer_config.json"),
+    }
+    folders = {name: _tokenizer_folder(tmp_path, name, files) for name, (files, _) in cases.items()}
+    results = run_isolated_each("hostile_targets:load_tokenizer_and_encode", [(f,) for f in folders.values()],
+                                extra_mb=768, timeout=60)
+    for (name, folder), result in zip(folders.items(), results):
+        assert_clean_error(result, "TokenizerError", cases[name][1], rss_mb=150)
+        assert "PanicException" not in result["types"], name
+    # the real model, and the real charsmap through the check, still load
+    good = _tokenizer_folder(tmp_path, "good", {"spiece.model": real_spm, "tokenizer_config.json": T5_CONFIG})
+    from hostile_targets import load_tokenizer_and_encode
+
+    assert load_tokenizer_and_encode(str(good))
+
+
+# ------------------------------------------------------------------------------------------ 8. chat templates
+
+TEMPLATES = {  # name: (template, needle)
+    "nested_range_loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                           "longer than"),
+    "loop_output": ("{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxx{% endfor %}{% endfor %}",
+                    "writes more than"),
+    "string_times_1e10": ("{{ 'a' * 10**10 }}", "repeats a value"),
+    "list_times": ("{% set x = [1] * 1000 %}{{ (x * 100000)|length }}", "repeats a value"),
+    "power": ("{{ 7 ** 100000000 }}", "power"),
+    "macro_recursion": ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "RecursionError"),
+    "include": ("{% include 'secrets.txt' %}", "include"),
+    "import": ("{% import 'x.j2' as x %}{{ x }}", "import"),
+    "from_import": ("{% from 'x.j2' import y %}", "fromimport"),
+    "extends": ("{% extends 'base.j2' %}", "extends"),
+    "huge_range": ("{{ range(10**12)|list|length }}", "the chat template"),
+}
+
+
+def test_hostile_chat_templates_end_fast_with_a_clear_error():
+    names = list(TEMPLATES)
+    results = run_isolated_each("hostile_targets:render_chat_template", [(TEMPLATES[n][0],) for n in names],
+                                extra_mb=1024, timeout=90)
+    for name, result in zip(names, results):
+        assert_clean_error(result, "ChatTemplateError", "the chat template of 'hostile/'", TEMPLATES[name][1],
+                           seconds=4, rss_mb=600)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ raise_exception.__globals__ }}",
+        "{{ raise_exception|attr('__globals__') }}",
+        "{{ (raise_exception|attr('_fn')).__globals__ }}",
+        "{{ ('{0.__globals__}'|attr('format'))(raise_exception) }}",
+        "{{ ('{0._fn.__globals__[os].environ}'|attr('format'))(raise_exception) }}",
+        "{{ strftime_now.__call__.__globals__ }}",
+        "{{ cycler.__init__.__globals__.os.environ }}",
+    ],
+)
+def test_chat_template_cannot_read_the_environment(template, monkeypatch):
+    from jinja2.exceptions import SecurityError
+
+    from fxformers.tokenization.chat import ChatTemplateError, render
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    try:
+        out = render(template, [[{"role": "user", "content": "hi"}]])[0]
+    except (SecurityError, ChatTemplateError):
+        return
+    assert "hf_secret_value" not in out and "environ" not in out and "function" not in out, out
+
+
+def test_old_jinja2_is_refused(monkeypatch):
+    import jinja2
+
+    from fxformers.tokenization import chat
+
+    monkeypatch.setattr(jinja2, "__version__", "3.1.5")
+    chat.compile_template.cache_clear()
+    with pytest.raises(ImportError, match="3.1.6.*CVE-2025-27516"):
+        chat.render("{{ messages }}", [[{"role": "user", "content": "hi"}]])
+    monkeypatch.undo()
+    chat.compile_template.cache_clear()
+
+
+def test_ordinary_templates_still_render():
+    from fxformers.tokenization.chat import render
+
+    template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% if not loop.last %}\n{% endif %}{% endfor %}"
+                "{% for i in range(2) %}{{ i }}{% endfor %}{{ range(3)|length }}{{ range(3)|list }}"
+                "{% for i in range(3)|reverse %}{{ i }}{% endfor %}{{ 'ab' * 2 }}{{ 2 ** 3 }}")
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    plain = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
+    assert render(template, [chat])[0] == plain.render(messages=chat) == "<user>hi<assistant>yo013[0, 1, 2]210abab8"

@@ -5,7 +5,7 @@ vocab.json + merges.txt, or a SentencePiece model); ``tokenizer(texts, padding=T
 return_tensors="np")`` returns a BatchEncoding.
 """
 
-from .base import PreTrainedTokenizer, TokenizerInputError
+from .base import PreTrainedTokenizer, TokenizerError, TokenizerInputError
 from .encoding import BatchEncoding, CharSpan, TokenSpan
 from .loading import AutoTokenizer
 from .models import (
@@ -39,3 +39,4 @@ __all__ = [
     "XLMRobertaTokenizerFast", "GPT2Tokenizer", "GPT2TokenizerFast", "T5Tokenizer", "T5TokenizerFast",
     "LlamaTokenizer", "LlamaTokenizerFast", "Qwen2Tokenizer", "Qwen2TokenizerFast",
 ]
+__all__.append("TokenizerError")

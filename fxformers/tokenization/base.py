@@ -46,6 +46,10 @@ class TokenizerInputError(TypeError, ValueError):
     """The text given to a tokenizer has the wrong type (catchable as TypeError or ValueError)."""
 
 
+class TokenizerError(ValueError):
+    """A tokenizer file is corrupt, hostile or unreadable; the message names the file."""
+
+
 def _strategy_value(value: Any) -> Any:
     """Accept Transformers' PaddingStrategy / TruncationStrategy enums (they carry the string in ``.value``)."""
     return getattr(value, "value", value)
@@ -741,7 +745,8 @@ class PreTrainedTokenizer(SpecialTokensMixin):
             )
         texts = render(
             template, conversations, tools=tools, documents=documents, add_generation_prompt=add_generation_prompt,
-            continue_final_message=continue_final_message, **{**self.special_tokens_map, **kwargs},
+            continue_final_message=continue_final_message, source=f"the chat template of {self.name_or_path!r}",
+            **{**self.special_tokens_map, **kwargs},
         )
         text = texts if is_batched else texts[0]
         if not tokenize:
