@@ -18,7 +18,9 @@ _ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
 import importlib, json, resource, sys, time
-spec, calls, extra_mb = json.loads(sys.argv[1])
+spec, calls, extra_mb, preload = json.loads(sys.argv[1])
+for extra in preload:
+    importlib.import_module(extra)
 module, _, name = spec.partition(":")
 fn = importlib.import_module(module)
 for part in name.split("."):
@@ -36,6 +38,8 @@ for args in calls:
     try:
         out = fn(*args)
         result["summary"] = type(out).__name__
+        if isinstance(out, dict):
+            result["value"] = out
     except BaseException as err:
         result = {"ok": False, "types": [c.__name__ for c in type(err).__mro__], "message": str(err)[:4000]}
     result["seconds"] = time.perf_counter() - start
@@ -44,12 +48,13 @@ for args in calls:
 """
 
 
-def run_isolated_each(spec: str, calls: list[tuple], timeout: float = 30.0, extra_mb: int = 1024) -> list[dict]:
+def run_isolated_each(spec: str, calls: list[tuple], timeout: float = 30.0, extra_mb: int = 1024,
+                      preload: tuple[str, ...] = ()) -> list[dict]:
     """Call ``module:function`` (or ``module:Class.method``) once per argument tuple in ``calls`` (JSON-able
     arguments, paths allowed), all in one child under ``extra_mb`` more address space than it has after the
-    import; one result dict per call."""
+    import (of the function's module and of ``preload``); one result dict per call."""
     env = dict(os.environ, PYTHONPATH=f"{_ROOT}{os.pathsep}{_ROOT / 'tests'}", JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
-    payload = [spec, [[str(a) if isinstance(a, Path) else a for a in args] for args in calls], extra_mb]
+    payload = [spec, [[str(a) if isinstance(a, Path) else a for a in args] for args in calls], extra_mb, list(preload)]
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(payload)],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=str(_ROOT),

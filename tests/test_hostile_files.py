@@ -472,3 +472,43 @@ def test_ordinary_templates_still_render():
 
     plain = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
     assert render(template, [chat])[0] == plain.render(messages=chat) == "<user>hi<assistant>yo013[0, 1, 2]210abab8"
+
+
+# ------------------------------------------------------------------------------------------ accepted but wrong
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2():
+    from fxformers.models.gpt2.configuration import GPT2Config
+    from fxformers.models.gpt2.modeling import GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32), seed=0)
+
+
+@pytest.mark.parametrize(
+    "settings, needle",
+    [
+        ({"do_sample": True, "temperature": float("nan")}, "temperature must be a finite number"),
+        ({"do_sample": True, "top_p": float("inf")}, "top_p must be a finite number"),
+        ({"max_new_tokens": 1.5}, "max_new_tokens must be an integer"),
+        ({"num_beams": 2.0}, "num_beams must be an integer"),
+        ({"bad_words_ids": [[3], [10**6]]}, "vocabulary size is 50"),
+        ({"suppress_tokens": [50]}, "suppress_tokens holds ids outside"),
+    ],
+)
+def test_generate_refuses_bad_settings(tiny_gpt2, settings, needle):
+    with pytest.raises(ValueError, match=needle):
+        tiny_gpt2.generate(np.array([[1, 2, 3]]), **{"max_new_tokens": 2, **settings})
+
+
+def test_decode_refuses_float_ids(tmp_path):
+    from fxformers.tokenization import TokenizerInputError
+    from hostile_targets import AutoTokenizer
+
+    folder = _tokenizer_folder(tmp_path, "wl", {"vocab.txt": "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\nworld\n",
+                                                "tokenizer_config.json": '{"tokenizer_class": "BertTokenizer"}'})
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert tok.decode([4, np.int64(5)]) == "hello world"
+    for bad in ([1.5], [4, True], [np.float32(4.0)]):
+        with pytest.raises(TokenizerInputError, match="integers"):
+            tok.decode(bad)

@@ -46,6 +46,17 @@ class TokenizerInputError(TypeError, ValueError):
     """The text given to a tokenizer has the wrong type (catchable as TypeError or ValueError)."""
 
 
+def _as_token_ids(token_ids) -> list[int]:
+    """Token ids as ints; a float such as 1.5 (or a bool) is an error, not silently id 1 (as in Transformers,
+    whose Rust backend refuses floats)."""
+    ids = []
+    for i in token_ids:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TokenizerInputError(f"token ids must be integers, got {i!r} (a {type(i).__name__}).")
+        ids.append(int(i))
+    return ids
+
+
 class TokenizerError(ValueError):
     """A tokenizer file is corrupt, hostile or unreadable; the message names the file."""
 
@@ -768,7 +779,7 @@ class PreTrainedTokenizer(SpecialTokensMixin):
             return [self._clean(t, clean_up_tokenization_spaces) for t in texts]
         if isinstance(token_ids, int):
             token_ids = [token_ids]
-        text = self._tokenizer.decode([int(i) for i in token_ids], skip_special_tokens=skip_special_tokens)
+        text = self._tokenizer.decode(_as_token_ids(token_ids), skip_special_tokens=skip_special_tokens)
         return self._clean(text, clean_up_tokenization_spaces)
 
     def batch_decode(self, sequences, skip_special_tokens: bool = False, clean_up_tokenization_spaces: Optional[bool] = None, **kwargs) -> list[str]:
