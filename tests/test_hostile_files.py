@@ -373,7 +373,7 @@ def test_hostile_sentencepiece_and_tokenizer_files(tmp_path, real_spm):
         "tokenizer_json_truncated": ({"tokenizer.json": '{"model": {"type": "BPE", "vocab": {'}, "tokenizer.json"),
         "tokenizer_json_deep": ({"tokenizer.json": "[" * 100_000 + "]" * 100_000}, "tokenizer.json"),
         "tokenizer_json_wrong_types": ({"tokenizer.json": json.dumps({"model": {"type": "BPE", "vocab": [1, 2]}})},
-                                       "hostile"),
+                                       "tokenizer.json"),
         "tokenizer_json_charsmap": ({"tokenizer.json": json.dumps({
             "version": "1.0", "normalizer": {"type": "Precompiled", "precompiled_charsmap":
                                              __import__("base64").b64encode(huge_trie).decode()},

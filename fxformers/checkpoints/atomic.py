@@ -219,7 +219,12 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         return
     fd = os.open(key, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as err:  # a file system without flock (some network mounts): save without the lock
+            logger.warning("cannot lock %s (%s); saving without protection against concurrent saves", key, err)
+            yield
+            return
         with _held_guard:
             _held[key] = [fd, 1, me]
         try:

@@ -10,8 +10,9 @@ import os
 import re
 import types
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
+import jax
 import numpy as np
 
 from .atomic import (
@@ -25,6 +26,7 @@ from .atomic import (
     stage_texts,
     temporary_path,
 )
+from .lazy import LazyTensor
 from .loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from .safetensors_io import write_safetensors
 from .sizes import parse_size
@@ -47,7 +49,7 @@ def split_into_shards(state_dict: Mapping[str, np.ndarray], max_shard_size: int)
     current: dict[str, np.ndarray] = {}
     current_size = 0
     for key, tensor in state_dict.items():
-        size = tensor.nbytes
+        size = tensor.nbytes  # numpy, jax and LazyTensor all know their size without materializing
         if size > max_shard_size:
             shards.append({key: tensor})
             continue
@@ -68,7 +70,8 @@ def save_state_dict(
     max_shard_size: int | str = "5GB",
     metadata: Mapping[str, str] = _DEFAULT_METADATA,
 ) -> list[Path]:
-    """Write ``state_dict`` (PyTorch key -> array; numpy or jax arrays) into ``folder`` as
+    """Write ``state_dict`` (PyTorch key -> array; numpy or jax arrays, or ``LazyTensor``s that are produced one at a
+    time while writing) into ``folder`` as
     ``model.safetensors``, or, when larger than ``max_shard_size`` (bytes, or "5GB", "200MB", "10KB", "1GiB"
     with Transformers' units), as ``model-0000i-of-0000N.safetensors`` plus ``model.safetensors.index.json``.
 
@@ -89,7 +92,7 @@ def save_state_dict(
 
 
 def save_model_files(
-    state_dict: Mapping[str, np.ndarray],
+    state_dict: Mapping[str, Any],
     folder: str | os.PathLike,
     texts: Mapping[str, str],
     *,
@@ -107,12 +110,12 @@ def save_model_files(
         return _write_and_commit(folder, files, index_text, dict(_DEFAULT_METADATA), len(arrays), dict(texts))
 
 
-def _as_arrays(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    arrays: dict[str, np.ndarray] = {}
+def _as_arrays(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    arrays: dict[str, Any] = {}
     for key, value in state_dict.items():
         if not isinstance(key, str):
             raise TypeError(f"state dict keys must be strings, got {key!r}")
-        array = np.asarray(value)
+        array = value if isinstance(value, (LazyTensor, jax.Array, np.ndarray)) else np.asarray(value)
         if array.dtype == object:
             raise TypeError(f"state dict entry {key!r} is a {type(value).__name__}, not an array")
         arrays[key] = array

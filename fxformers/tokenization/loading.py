@@ -71,7 +71,13 @@ def read_tokenizer_json(path: Path) -> Tokenizer:
             check_precompiled_charsmap(base64.b64decode(charsmap, validate=True))
         except (ValueError, TypeError) as err:
             raise TokenizerError(f"{path} is not a valid tokenizer file: {err}.") from err
-    return Tokenizer.from_str(json.dumps(data))
+    try:
+        return Tokenizer.from_str(json.dumps(data))
+    except BaseException as err:  # the tokenizers library's Exception, or a pyo3 PanicException (a BaseException)
+        if not isinstance(err, Exception) and type(err).__name__ != "PanicException":
+            raise
+        raise TokenizerError(f"{path} is not a valid tokenizer file ({type(err).__name__}: {str(err)[:300]}); "
+                             "download or save the tokenizer again.") from err
 
 
 def load_tokenizer(name_or_path: Union[str, os.PathLike], cls: Optional[type[PreTrainedTokenizer]] = None,
@@ -87,9 +93,9 @@ def load_tokenizer(name_or_path: Union[str, os.PathLike], cls: Optional[type[Pre
         if not isinstance(err, Exception) and type(err).__name__ != "PanicException":
             raise  # KeyboardInterrupt, SystemExit
         raise TokenizerError(
-            f"Cannot load the tokenizer files in {str(name_or_path)!r}: {type(err).__name__}: {str(err)[:300]}. "
-            "A tokenizer file (tokenizer.json, tokenizer_config.json, vocab/merges or the SentencePiece model) is "
-            "corrupt or not what its name says: download or save the tokenizer again."
+            f"Cannot load the tokenizer of {str(name_or_path)!r} ({type(err).__name__}: {str(err)[:300]}). Unless an "
+            "argument you passed explains it, a tokenizer file (tokenizer.json, tokenizer_config.json, vocab/merges or "
+            "the SentencePiece model) is corrupt or not what its name says: download or save the tokenizer again."
         ) from err
 
 
