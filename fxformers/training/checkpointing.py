@@ -168,16 +168,19 @@ def load_latest_checkpoint(output_dir: str | os.PathLike, target: Any, shardings
     """``load_checkpoint`` of the newest complete checkpoint in ``output_dir`` that loads: a damaged one is
     named in a warning and skipped. Returns (state, trainer_state dict, the folder used)."""
     candidates = list_checkpoints(output_dir)
+    damaged = []
     for folder in reversed(candidates):
         try:
             state, trainer_state = load_checkpoint(folder, target, shardings)
         except CheckpointError as err:
             logger.warning("Skipping a damaged checkpoint: %s", err)
+            damaged.append(folder.name)
             continue
-        if folder != candidates[-1]:
-            logger.warning("Resuming from %s, the newest checkpoint that loads (newer ones are damaged).", folder)
+        if damaged:
+            logger.warning("Resuming from %s, the newest checkpoint that loads (skipped %s).", folder, damaged)
         return state, trainer_state, folder
-    raise ValueError(f"No valid checkpoint found in output directory ({output_dir}).")
+    detail = f" ({len(damaged)} damaged: {', '.join(damaged)})" if damaged else ""
+    raise ValueError(f"No valid checkpoint found in output directory ({output_dir}){detail}.")
 
 
 def load_checkpoint(folder: str | os.PathLike, target: Any, shardings: Any = None) -> tuple[Any, dict]:
