@@ -195,7 +195,7 @@ def test_concurrent_processes_take_turns(tmp_path):
         "from fxformers.checkpoints import save_state_dict\n"
         "name, size = sys.argv[2], sys.argv[3]\n"
         "state = {f'{name}{i}': np.full((128, 128), i, np.float32) for i in range(5)}\n"
-        "for _ in range(5): save_state_dict(state, sys.argv[1], max_shard_size=size)\n"
+        "for _ in range(3): save_state_dict(state, sys.argv[1], max_shard_size=size)\n"
     )
     root = Path(__file__).resolve().parents[1]
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name, size], cwd=root,
