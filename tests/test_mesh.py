@@ -310,3 +310,22 @@ def test_pipelines_take_a_mesh_loaded_model():
     sharded = pipeline("feature-extraction", model=sharded_model, tokenizer=tokenizer)(texts)
     for a, b in zip(one, sharded):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
+
+
+def test_param_dtype_bfloat16_keeps_params_and_adam_state_in_bf16(tmp_path):
+    import jax.numpy as jnp
+
+    from fxformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+    from fxformers.training import Trainer
+
+    model = LlamaForCausalLM(LlamaConfig(**dict(_LLAMA, vocab_size=128)))
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2,
+                             save_strategy="no", param_dtype="bfloat16", disable_tqdm=True)
+    rows = _lm_rows(n=12, length=8)
+    trainer = Trainer(model, args, train_dataset=rows)
+    first = trainer.evaluate(rows)["eval_loss"]
+    trainer.train()
+    floats = [x for x in jax.tree_util.tree_leaves((trainer.train_state.params, trainer.train_state.opt_state))
+              if jnp.issubdtype(x.dtype, jnp.floating) and x.ndim >= 1]
+    assert floats and all(x.dtype == jnp.bfloat16 for x in floats), {str(x.dtype) for x in floats}
+    assert trainer.evaluate(rows)["eval_loss"] < first
