@@ -56,6 +56,7 @@ for _name in (
     "MarianTokenizer",
 ):
     _EXPORTS[_name] = "fxformers.tokenization"
+_EXPORTS["TokenizerError"] = "fxformers.tokenization"
 for _name in (
     "Trainer", "TrainingArguments", "EvalPrediction", "TrainState", "DataCollatorWithPadding",
     "DataCollatorForLanguageModeling", "DataCollatorForSeq2Seq", "DataCollatorForTokenClassification",

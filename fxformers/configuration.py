@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -43,6 +44,69 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 
 _PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
+# Size fields a config.json can carry (each architecture's own spelling), with the range a real model stays in.
+# Checked before anything is built, so a hostile config cannot make the loader trace a billion layers.
+MAX_LAYERS = 4096
+MAX_WIDTH = 1 << 20
+MAX_VOCAB = 1 << 26
+MAX_LABELS = 1 << 20
+_LAYER_FIELDS = ("num_hidden_layers", "num_layers", "num_decoder_layers", "n_layer", "n_layers", "encoder_layers",
+                 "decoder_layers", "max_window_layers")
+_WIDTH_FIELDS = ("hidden_size", "intermediate_size", "n_embd", "n_inner", "d_model", "d_ff", "d_kv", "dim",
+                 "hidden_dim", "head_dim", "encoder_ffn_dim", "decoder_ffn_dim", "num_attention_heads",
+                 "num_key_value_heads", "n_head", "n_heads", "num_heads", "encoder_attention_heads",
+                 "decoder_attention_heads")
+_LENGTH_FIELDS = ("vocab_size", "max_position_embeddings", "n_positions", "n_ctx", "type_vocab_size",
+                  "relative_attention_num_buckets", "relative_attention_max_distance", "sliding_window")
+_SIZE_LIMITS = {
+    **{name: (0, MAX_LAYERS) for name in _LAYER_FIELDS},
+    **{name: (1, MAX_WIDTH) for name in _WIDTH_FIELDS},
+    **{name: (0, MAX_VOCAB) for name in _LENGTH_FIELDS},
+}
+_TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "decoder_start_token_id",
+                    "forced_bos_token_id", "forced_eos_token_id")
+_FLOAT_SUFFIXES = ("dropout", "_prob", "pdrop", "_eps", "epsilon", "initializer_range", "init_std")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_config_values(values: dict[str, Any], source: str) -> None:
+    """Refuse config values of the wrong type or outside any real model's range, with a ValueError naming
+    ``source`` (the config file or class) and the field. Unknown fields pass: configs carry many."""
+    for name, value in values.items():
+        if value is None or not isinstance(name, str):
+            continue
+        limits = _SIZE_LIMITS.get(name)
+        if limits is not None:
+            low, high = limits
+            if not _is_int(value) or not low <= value <= high:
+                raise ValueError(
+                    f"{source}: {name}={_short(value)} is not a valid size: it must be an integer from {low} to "
+                    f"{high}. Fix the config (the value must match the checkpoint's weights)."
+                )
+        elif name in _TOKEN_ID_FIELDS:
+            ids = value if isinstance(value, list) else [value]
+            if not ids or len(ids) > 1024 or not all(_is_int(i) and abs(i) < MAX_VOCAB for i in ids):
+                raise ValueError(f"{source}: {name}={_short(value)} must be a token id (an integer) or a list of them.")
+        elif name.endswith(_FLOAT_SUFFIXES):
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+                raise ValueError(f"{source}: {name}={_short(value)} must be a finite number.")
+        elif name == "num_labels":
+            if not _is_int(value) or not 0 <= value <= MAX_LABELS:
+                raise ValueError(f"{source}: num_labels={_short(value)} must be an integer from 0 to {MAX_LABELS}.")
+        elif name == "id2label":
+            if not isinstance(value, dict) or len(value) > MAX_LABELS or not all(
+                _is_int(k) or (isinstance(k, str) and k.strip().lstrip("-").isdigit()) for k in value
+            ):
+                raise ValueError(f"{source}: id2label must map label ids (integers) to names, got {_short(value)}.")
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, (int, float, str, bool)) else f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
 
 class PretrainedConfig:
     """Base configuration. Subclasses set ``model_type``, ``defaults`` and optionally ``attribute_map``."""
@@ -57,6 +121,7 @@ class PretrainedConfig:
             legacy = kwargs.pop("torch_dtype")
             kwargs.setdefault("dtype", legacy)
         kwargs.pop("model_type", None)
+        check_config_values(kwargs, type(self).__name__)
         num_labels = kwargs.pop("num_labels", None)
         id2label = kwargs.pop("id2label", None)
         values = {**_COMMON_DEFAULTS, **copy.deepcopy(self.defaults), **kwargs}
@@ -123,6 +188,7 @@ class PretrainedConfig:
 
     def update(self, overrides: dict[str, Any]) -> None:
         """Set fields by name, as ``from_pretrained(..., **overrides)`` does. ``num_labels`` rebuilds the labels."""
+        check_config_values({type(self).attribute_map.get(k, k): v for k, v in overrides.items()}, type(self).__name__)
         for key, value in overrides.items():
             if key == "num_labels":
                 self.num_labels = value
@@ -185,6 +251,15 @@ def load_config_dict(name_or_path, **hub_kwargs) -> dict[str, Any]:
             f"{name_or_path!r} has no {CONFIG_NAME}. A model folder needs the config.json that save_pretrained writes."
         )
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); re-save the config or fix the file.") from err
+        if Path(path).stat().st_size > _MAX_CONFIG_BYTES:
+            raise ValueError(f"it is larger than {_MAX_CONFIG_BYTES} bytes")
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not valid JSON ({str(err)[:200]}); re-save the config or fix the file.") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object of config fields.")
+    check_config_values(config, str(path))
+    return config
+
+
+_MAX_CONFIG_BYTES = 64 << 20

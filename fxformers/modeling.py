@@ -266,18 +266,20 @@ class PreTrainedModel:
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, max_shard_size: int | str = "5GB", **_: Any) -> None:
         """Write config.json and model.safetensors (sharded past max_shard_size) that transformers loads as is."""
-        from .checkpoints import save_state_dict
+        from .checkpoints.saving import save_model_files
+        from .configuration import CONFIG_NAME
+        from .generation.configuration import GENERATION_CONFIG_NAME
 
-        folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
         config = copy.deepcopy(self.config)
         config.architectures = [type(self).__name__]
         config.dtype = self.dtype.name
-        config.save_pretrained(folder)
-        save_state_dict(self.state_dict(lazy=True), folder, max_shard_size=max_shard_size)
+        # One save: every file written in full before any replaces the old one, weights first and config.json
+        # last, one save at a time per folder. A full disk part-way leaves the previous model loadable.
+        texts = {CONFIG_NAME: config.to_json_string()}
         generation_config = getattr(self, "generation_config", None)
         if generation_config is not None:
-            generation_config.save_pretrained(folder)
+            texts = {GENERATION_CONFIG_NAME: generation_config.to_json_string(), **texts}
+        save_model_files(self.state_dict(lazy=True), save_directory, texts, max_shard_size=max_shard_size)
 
     # -- running ---------------------------------------------------------------------------------------------------
     def __call__(self, *args: Any, params: Any = None, dropout_rng: Optional[jax.Array] = None,

@@ -37,18 +37,37 @@ def _corrupt(path: Path, err: Exception) -> CheckpointError:
     )
 
 
+def _allowed_dtypes() -> frozenset:
+    from .safetensors_io import SAFETENSORS_DTYPES
+
+    return frozenset(SAFETENSORS_DTYPES.values()) | {np.dtype(np.complex128)}
+
+
 def _flatten(tree: Any, prefix: tuple[str, ...], out: dict[tuple[str, ...], np.ndarray], path: Path) -> None:
+    """Flatten the params tree; every leaf must be a numeric array (or a Python number): strings, bytes, None,
+    lists and unknown msgpack extension types are refused, not turned into arrays."""
     if isinstance(tree, Mapping):
+        if len(prefix) >= _MAX_NESTING:
+            raise CheckpointError(f"{path}: the params tree nests more than {_MAX_NESTING} levels deep")
         for key, value in tree.items():
-            _flatten(value, prefix + (str(key),), out, path)
+            _flatten(value, prefix + (str(key)[:1000],), out, path)
         return
-    try:
+    where = "/".join(prefix)[:300] or "the root"
+    if isinstance(tree, (bool, int, float, complex)) and not (isinstance(tree, int) and abs(tree) >= 2**63):
         array = np.asarray(tree)
-    except Exception as err:
-        raise _corrupt(path, err) from err
-    if array.dtype == object:
-        raise CheckpointError(f"{path}: entry {'/'.join(prefix)} is a {type(tree).__name__}, not an array")
+    elif isinstance(tree, (np.ndarray, np.generic)):
+        array = np.asarray(tree)
+    else:
+        kind = f"msgpack extension type {tree.code}" if hasattr(tree, "code") and hasattr(tree, "data") else (
+            f"a {type(tree).__name__}"
+        )
+        raise CheckpointError(f"{path}: entry {where} is {kind}, not an array; the file is not a Flax checkpoint.")
+    if array.dtype not in _allowed_dtypes():
+        raise CheckpointError(f"{path}: entry {where} is an array of {array.dtype}, not numbers.")
     out[prefix] = array
+
+
+_MAX_NESTING = 100
 
 
 def read_flax_msgpack(path: str | os.PathLike) -> dict[tuple[str, ...], np.ndarray]:
@@ -62,6 +81,8 @@ def read_flax_msgpack(path: str | os.PathLike) -> dict[tuple[str, ...], np.ndarr
         raise CheckpointError(f"cannot read {path}: {err}") from err
     try:
         tree = msgpack_restore(data)
+    except RecursionError as err:
+        raise _corrupt(path, RecursionError("the data nests too deeply")) from err
     except Exception as err:  # msgpack raises its own ExtraData/FormatError/ValueError/TypeError...
         raise _corrupt(path, err) from err
     if not isinstance(tree, Mapping):

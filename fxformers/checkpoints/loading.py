@@ -38,15 +38,21 @@ _FLAX_FILES = (FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME)
 
 StateDict = dict[str, np.ndarray]
 
+_MAX_INDEX_BYTES = 256 << 20
+_SHARD_SUFFIXES = (".safetensors", ".bin", ".msgpack", ".pt", ".pth")
+
 
 def read_index(index_path: str | os.PathLike) -> dict[str, str]:
     """The ``weight_map`` (tensor name -> shard file name) of a sharded checkpoint's index, validated."""
     index_path = Path(index_path)
     try:
+        size = index_path.stat().st_size
+        if size > _MAX_INDEX_BYTES:
+            raise ValueError(f"{size} bytes, more than the {_MAX_INDEX_BYTES} an index of any real model needs")
         index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
         raise CheckpointError(
-            f"{index_path} is not a valid sharded-checkpoint index ({err}); download or save it again."
+            f"{index_path} is not a valid sharded-checkpoint index ({str(err)[:200]}); download or save it again."
         ) from err
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(
@@ -60,6 +66,11 @@ def read_index(index_path: str | os.PathLike) -> dict[str, str]:
         parts = PurePosixPath(shard).parts
         if not parts or shard.startswith(("/", "\\")) or ".." in parts or "\\" in shard or ":" in shard:
             raise CheckpointError(f"{index_path} names the shard {shard!r}, which is not a file inside the model.")
+        if not shard.endswith(_SHARD_SUFFIXES):
+            raise CheckpointError(
+                f"{index_path} names the shard {shard[:200]!r}, which is not a weight file (a shard is a "
+                f"{', '.join(_SHARD_SUFFIXES)} file; an index never names another index, or itself)."
+            )
     return weight_map
 
 
@@ -95,7 +106,7 @@ def load_sharded(
     state: StateDict = {}
     for shard in dict.fromkeys(weight_map.values()):
         shard_path = resolve_shard(index_path, shard, resolve)
-        state.update(load_file(shard_path))
+        state.update(load_file(shard_path, allow_index=False))
     missing = [key for key in weight_map if key not in state]
     if missing:
         raise CheckpointError(
@@ -105,12 +116,14 @@ def load_sharded(
     return state
 
 
-def load_file(path: str | os.PathLike) -> StateDict:
-    """One weight file, its format chosen by name: ``*.safetensors``, ``*.msgpack``, ``*.index.json`` (sharded),
-    anything else a ``torch.save`` file."""
+def load_file(path: str | os.PathLike, *, allow_index: bool = True) -> StateDict:
+    """One weight file, its format chosen by name: ``*.safetensors``, ``*.msgpack``, ``*.index.json`` (sharded,
+    unless ``allow_index`` is False: a shard is never an index), anything else a ``torch.save`` file."""
     path = Path(path)
     name = path.name
     if name.endswith(".index.json"):
+        if not allow_index:
+            raise CheckpointError(f"{path} is an index where a weight file (a shard) was expected.")
         return load_sharded(path)
     if name.endswith(".safetensors"):
         return load_safetensors(path)
@@ -221,5 +234,5 @@ def _open_sharded(index_path: Path, resolve: Optional[Callable[[str], Optional[P
                 )
             parts.append(lambda tensors=tensors: dict(tensors))
         else:
-            parts.append(lambda shard_path=shard_path: load_file(shard_path))
+            parts.append(lambda shard_path=shard_path: load_file(shard_path, allow_index=False))
     return LazyStateDict(weight_map, parts, str(index_path))

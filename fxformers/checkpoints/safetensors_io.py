@@ -50,6 +50,15 @@ def _corrupt(path: os.PathLike | str, what: str) -> CheckpointError:
     )
 
 
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
 def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict, int]:
     """(tensor entries, ``__metadata__``, byte offset of the data section) of a safetensors file, validated."""
     path = Path(path)
@@ -68,35 +77,59 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict, int]:
             raise
         raise CheckpointError(f"cannot read {path}: {err}") from err
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _corrupt(path, f"header is not JSON: {err}") from err
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        raise _corrupt(path, f"header is not valid JSON: {str(err)[:200]}") from err
     if not isinstance(header, dict):
         raise _corrupt(path, "header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise _corrupt(path, "__metadata__ is not an object")
     data_start = 8 + n
-    data_size = size - data_start
+    validate_safetensors_header(header, size - data_start, path)
+    metadata = header.pop("__metadata__", None) or {}
+    return header, metadata, data_start
+
+
+def validate_safetensors_header(header: dict, data_size: int, path: str | os.PathLike) -> None:
+    """Check a parsed safetensors header as the safetensors library does: every entry a known dtype, a shape of
+    non-negative ints and the byte range that shape needs; the ranges tile the data section exactly (no gap, no
+    overlap, nothing after the last); ``__metadata__`` maps strings to strings. Any reader calls this."""
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise _corrupt(path, "__metadata__ is not an object of strings")
+    ranges = []
     for name, entry in header.items():
+        if name == "__metadata__":
+            continue
         if not isinstance(entry, dict):
-            raise _corrupt(path, f"entry {name!r} is not an object")
-        dtype = SAFETENSORS_DTYPES.get(entry.get("dtype"))
+            raise _corrupt(path, f"entry {name[:100]!r} is not an object")
+        dtype_name = entry.get("dtype")
+        dtype = SAFETENSORS_DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
         if dtype is None:
-            raise _corrupt(path, f"tensor {name!r} has unsupported dtype {entry.get('dtype')!r}")
+            raise _corrupt(path, f"tensor {name[:100]!r} has unsupported dtype {str(dtype_name)[:40]!r}")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
-        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-            raise _corrupt(path, f"tensor {name!r} has invalid shape {shape!r}")
+        if not (isinstance(shape, list) and len(shape) <= 64 and all(type(d) is int and d >= 0 for d in shape)):
+            raise _corrupt(path, f"tensor {name[:100]!r} has invalid shape {str(shape)[:100]}")
         if not (
             isinstance(offsets, list)
             and len(offsets) == 2
             and all(type(o) is int for o in offsets)
             and 0 <= offsets[0] <= offsets[1] <= data_size
         ):
-            raise _corrupt(path, f"tensor {name!r} has data offsets {offsets!r} outside the {data_size}-byte data")
+            raise _corrupt(
+                path, f"tensor {name[:100]!r} has data offsets {str(offsets)[:100]} outside the {data_size}-byte data"
+            )
         if offsets[1] - offsets[0] != math.prod(shape) * dtype.itemsize:
-            raise _corrupt(path, f"tensor {name!r} of shape {shape} {entry['dtype']} does not match its byte range")
-    return header, metadata, data_start
+            raise _corrupt(path, f"tensor {name[:100]!r} of shape {shape} {dtype_name} does not match its byte range")
+        ranges.append((offsets[0], offsets[1], name))
+    end = 0
+    for begin, stop, name in sorted(ranges):
+        if begin != end:
+            what = "overlaps the tensor before it" if begin < end else f"leaves a gap of {begin - end} bytes before it"
+            raise _corrupt(path, f"the data of tensor {name[:100]!r} {what}")
+        end = stop
+    if end != data_size:
+        raise _corrupt(path, f"{data_size - end} bytes after the last tensor's data belong to no tensor")
 
 
 _CAST_CHUNK = 16 << 20  # bytes of stored data read at a time when casting on read

@@ -15,7 +15,17 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from .atomic import fsync_dir, fsync_path, remove_quietly, temporary_path
+from .atomic import (
+    abort_staged,
+    commit_staged,
+    folder_lock,
+    fsync_dir,
+    fsync_path,
+    remove_quietly,
+    remove_stale_temporaries,
+    stage_texts,
+    temporary_path,
+)
 from .lazy import LazyTensor
 from .loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from .safetensors_io import write_safetensors
@@ -68,11 +78,39 @@ def save_state_dict(
     Atomic: all files are written under temporary names in ``folder`` and flushed, then renamed into place
     (shards first, the index or single file last), then shards and index of an earlier save that the new
     checkpoint does not use are removed. If writing fails or the process dies, the previous checkpoint is
-    untouched. Returns the paths written.
+    untouched; temporary files a killed save left are removed by the next save. Concurrent saves into one
+    folder take turns (``folder_lock``). Returns the paths written.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     limit = parse_size(max_shard_size)
+    arrays = _as_arrays(state_dict)
+    meta = {str(k): str(v) for k, v in metadata.items()} if metadata is not None else None
+    files, index_text = _layout(arrays, limit)
+    with folder_lock(folder):
+        return _write_and_commit(folder, files, index_text, meta, len(arrays), {})
+
+
+def save_model_files(
+    state_dict: Mapping[str, Any],
+    folder: str | os.PathLike,
+    texts: Mapping[str, str],
+    *,
+    max_shard_size: int | str = "5GB",
+) -> list[Path]:
+    """``save_state_dict`` plus small text files (``{"config.json": text, ...}``) as one save: every file is
+    written in full under a temporary name before any is renamed into place (weights first, the texts last, in
+    their order), so a full disk part-way leaves the previous model (weights and config) as it was."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    limit = parse_size(max_shard_size)
+    arrays = _as_arrays(state_dict)
+    files, index_text = _layout(arrays, limit)
+    with folder_lock(folder):
+        return _write_and_commit(folder, files, index_text, dict(_DEFAULT_METADATA), len(arrays), dict(texts))
+
+
+def _as_arrays(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     arrays: dict[str, Any] = {}
     for key, value in state_dict.items():
         if not isinstance(key, str):
@@ -81,21 +119,32 @@ def save_state_dict(
         if array.dtype == object:
             raise TypeError(f"state dict entry {key!r} is a {type(value).__name__}, not an array")
         arrays[key] = array
-    meta = {str(k): str(v) for k, v in metadata.items()} if metadata is not None else None
+    return arrays
 
+
+def _layout(arrays: dict[str, np.ndarray], limit: int) -> tuple[dict[str, dict], str | None]:
+    """{file name: its tensors}, and the index text when sharded."""
     shards = split_into_shards(arrays, limit)
     if len(shards) == 1:
-        files = {SAFE_WEIGHTS_NAME: shards[0]}
-        index_text = None
-    else:
-        files = {shard_name(i + 1, len(shards)): shard for i, shard in enumerate(shards)}
-        index = {
-            "metadata": {"total_size": sum(a.nbytes for a in arrays.values())},
-            "weight_map": {key: name for name, shard in files.items() for key in shard},
-        }
-        index_text = json.dumps(index, indent=2, sort_keys=True) + "\n"
+        return {SAFE_WEIGHTS_NAME: shards[0]}, None
+    files = {shard_name(i + 1, len(shards)): shard for i, shard in enumerate(shards)}
+    index = {
+        "metadata": {"total_size": sum(a.nbytes for a in arrays.values())},
+        "weight_map": {key: name for name, shard in files.items() for key in shard},
+    }
+    return files, json.dumps(index, indent=2, sort_keys=True) + "\n"
 
+
+def is_weight_file(name: str) -> bool:
+    """A file name that ``save_state_dict`` writes (or replaces) in a model folder."""
+    return name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME) or bool(_SHARD_RE.match(name))
+
+
+def _write_and_commit(folder: Path, files: dict, index_text: str | None, meta, n_tensors: int,
+                      texts: dict[str, str]) -> list[Path]:
+    remove_stale_temporaries(folder, lambda name: is_weight_file(name) or name in texts)  # left by killed saves
     temporaries: dict[str, Path] = {}
+    staged: dict[Path, Path] = {}
     try:
         for name, shard in files.items():
             temporaries[name] = temporary_path(folder / name)
@@ -105,9 +154,11 @@ def save_state_dict(
             temporaries[SAFE_WEIGHTS_INDEX_NAME] = temporary_path(folder / SAFE_WEIGHTS_INDEX_NAME)
             temporaries[SAFE_WEIGHTS_INDEX_NAME].write_text(index_text, encoding="utf-8")
             fsync_path(temporaries[SAFE_WEIGHTS_INDEX_NAME])
+        staged = stage_texts({folder / name: text for name, text in texts.items()})
     except BaseException:
         for tmp in temporaries.values():
             remove_quietly(tmp)
+        abort_staged(staged)
         raise
 
     # Commit. The loader prefers model.safetensors over the index, so: a new single file is current as soon as
@@ -126,6 +177,7 @@ def save_state_dict(
         remove_quietly(path)
     if stale:
         fsync_dir(folder)
-    written = [folder / name for name in temporaries]
-    logger.info("saved %d tensors to %s", len(arrays), ", ".join(p.name for p in written))
+    commit_staged(staged)  # config.json and friends last
+    written = [folder / name for name in [*temporaries, *texts]]
+    logger.info("saved %d tensors to %s", n_tensors, ", ".join(p.name for p in written))
     return written

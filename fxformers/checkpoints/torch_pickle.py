@@ -10,7 +10,15 @@ A pickle is a program, so ``data.pkl`` is run by a restricted unpickler: ``find_
 globals a state dict needs, each to a small local function that builds a numpy array (none of torch's code
 runs), and any other global raises ``UnsafeCheckpointError`` before it is even looked up. Before unpickling,
 the opcode stream is scanned (``pickletools.genops``): a global outside the allow-list, a malformed or
-truncated stream, or an absurd memo index is refused without running a single opcode.
+truncated stream, or an absurd memo index is refused without running a single opcode. The scan also runs a
+model of the unpickler's stack that knows, for every object, how deep it nests and how many nodes it has once
+memo references are expanded: a pickle whose objects nest deeper than ``MAX_NESTING`` or expand past
+``max_tree_nodes`` (a DAG of tuples built from memo references grows as 2^depth, and hashing or printing it
+walks every node) is refused before it runs.
+
+Memory is bounded too: the tensors of one file may not declare more than ``MAX_EXPANSION`` times the file's
+own size (plus ``EXPANSION_SLACK``) in total, so a tiny file of stride-0 views over a one-element storage
+cannot make the loader allocate gigabytes. Error messages print untrusted objects through ``reprlib`` (bounded).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import math
 import os
 import pickle
 import pickletools
+import reprlib
 import sys
 import zipfile
 from pathlib import Path
@@ -79,8 +88,47 @@ TORCH_DTYPES: dict[str, np.dtype] = {
     "complex128": np.dtype(np.complex128),
 }
 
-# An expanded view (a zero stride) may hold more elements than its storage, but not absurdly more.
-_MAX_EXPANDED_BYTES = 1 << 28
+#: The deepest object nesting a state-dict pickle may build (torch's own files nest about 6 deep).
+MAX_NESTING = 100
+#: The tensors of one file may declare at most this many times the file's size in bytes, plus the slack:
+#: tied weights (two names, one storage) double a file's bytes; stride-0 expansions of a tiny storage are refused.
+MAX_EXPANSION = 4
+EXPANSION_SLACK = 16 << 20
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 80, 80, 40
+
+
+def short_repr(obj: Any) -> str:
+    """A bounded-size repr of an untrusted object (a full repr of a memo-built DAG can take for ever)."""
+    try:
+        return _SHORT.repr(obj)
+    except Exception:
+        return f"<{type(obj).__name__}>"
+
+
+def max_tree_nodes(pickle_size: int) -> int:
+    """The most nodes the objects of a pickle of ``pickle_size`` bytes may expand to (memo references included)."""
+    return 1_000_000 + 16 * pickle_size
+
+
+class _Budget:
+    """The bytes the tensors of one file may still declare (see ``MAX_EXPANSION``)."""
+
+    __slots__ = ("path", "file_size", "left")
+
+    def __init__(self, path: str, file_size: int):
+        self.path, self.file_size = path, file_size
+        self.left = MAX_EXPANSION * file_size + EXPANSION_SLACK
+
+    def spend(self, nbytes: int, size: tuple) -> None:
+        self.left -= nbytes
+        if self.left < 0:
+            raise CheckpointError(
+                f"{self.path}: its tensors declare more than {MAX_EXPANSION}x the file's {self.file_size} bytes "
+                f"(the tensor of size {short_repr(size)} went over): a file of expanded (stride-0) views of tiny "
+                "storages, refused before allocating the memory. A real checkpoint stores its tensors' data."
+            )
 
 
 def _no_state(self, state):
@@ -127,10 +175,12 @@ class _Storage:
     ``array`` is None until it is read; a legacy storage *view* is a slice ``[start, start + length)`` of
     another storage."""
 
-    __slots__ = ("key", "array", "dtype", "numel", "base", "start")
+    __slots__ = ("key", "array", "dtype", "numel", "base", "start", "budget")
 
-    def __init__(self, key: str, array: np.ndarray | None, dtype: np.dtype, numel: int, base=None, start: int = 0):
+    def __init__(self, key: str, array: np.ndarray | None, dtype: np.dtype, numel: int, base=None, start: int = 0,
+                 budget: _Budget | None = None):
         self.key, self.array, self.dtype, self.numel, self.base, self.start = key, array, dtype, numel, base, start
+        self.budget = budget
 
     __setstate__ = _no_state
 
@@ -173,13 +223,19 @@ def _tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any, dtyp
     if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)):
         raise pickle.UnpicklingError("tensor size and stride must be tuples of the same length")
     if not (_is_int(offset) and offset >= 0 and all(_is_int(d) and d >= 0 for d in size + stride)):
-        raise pickle.UnpicklingError(f"invalid tensor geometry offset={offset!r} size={size!r} stride={stride!r}")
+        raise pickle.UnpicklingError(
+            f"invalid tensor geometry offset={short_repr(offset)} size={short_repr(size)} stride={short_repr(stride)}"
+        )
     flat = storage.array
     if dtype is not None and dtype != flat.dtype:  # _rebuild_tensor_v3: an untyped (byte) storage + a dtype
         if flat.dtype != np.uint8 or flat.size % dtype.itemsize:
             raise pickle.UnpicklingError(f"storage {storage.key} cannot be viewed as {dtype}")
         flat = flat.view(dtype)
+    if len(size) > 64:
+        raise pickle.UnpicklingError(f"tensor has {len(size)} dimensions")
     numel = math.prod(size)
+    if storage.budget is not None:
+        storage.budget.spend(numel * flat.dtype.itemsize, size)
     if numel == 0:
         return np.empty(size, dtype=flat.dtype)
     last = offset + sum((d - 1) * s for d, s in zip(size, stride))
@@ -188,8 +244,6 @@ def _tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any, dtyp
             f"tensor of size {size}, stride {stride} at offset {offset} reaches past storage {storage.key} "
             f"of {flat.size} elements"
         )
-    if numel > flat.size and numel * flat.dtype.itemsize > _MAX_EXPANDED_BYTES:
-        raise pickle.UnpicklingError(f"tensor of size {size} is implausibly larger than its storage {storage.key}")
     contiguous = []
     running = 1
     for d in reversed(size):
@@ -216,7 +270,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
     if metadata:
-        raise pickle.UnpicklingError(f"tensors with metadata {metadata!r} (conjugate/negative views) are not supported")
+        raise pickle.UnpicklingError(
+            f"tensors with metadata {short_repr(metadata)} (conjugate/negative views) are not supported"
+        )
     return _tensor(storage, storage_offset, size, stride, None)
 
 
@@ -224,9 +280,11 @@ def _rebuild_tensor_v3(
     storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None
 ):
     if not isinstance(dtype, _TorchDType):
-        raise pickle.UnpicklingError(f"tensor dtype {dtype!r} is not a torch dtype")
+        raise pickle.UnpicklingError(f"tensor dtype {short_repr(dtype)} is not a torch dtype")
     if metadata:
-        raise pickle.UnpicklingError(f"tensors with metadata {metadata!r} (conjugate/negative views) are not supported")
+        raise pickle.UnpicklingError(
+            f"tensors with metadata {short_repr(metadata)} (conjugate/negative views) are not supported"
+        )
     return _tensor(storage, storage_offset, size, stride, dtype.dtype)
 
 
@@ -285,10 +343,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     comes after the pickle (legacy format, where persistent ids also carry a view of their storage).
     """
 
-    def __init__(self, file, *, path: str, load_storage=None):
+    def __init__(self, file, *, path: str, load_storage=None, budget: _Budget | None = None):
         super().__init__(io.BytesIO(file) if isinstance(file, (bytes, bytearray)) else file)
         self._path = path
         self._load_storage = load_storage
+        self._budget = budget
         self.storages: dict[str, _Storage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
@@ -299,34 +358,36 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) in (5, 6)) or (len(pid) == 6) != (self._load_storage is None):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+            raise pickle.UnpicklingError(f"unexpected persistent id {short_repr(pid)}")
         typename, storage_type, key, _location, numel = pid[:5]
         if isinstance(typename, bytes):
             typename = typename.decode("ascii", "replace")
         if typename != "storage" or not isinstance(storage_type, _StorageType):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+            raise pickle.UnpicklingError(f"unexpected persistent id {short_repr(pid)}")
         if not (isinstance(key, str) and _is_int(numel) and numel >= 0):
-            raise pickle.UnpicklingError(f"invalid storage reference {pid!r}")
+            raise pickle.UnpicklingError(f"invalid storage reference {short_repr(pid)}")
         dtype = storage_type.dtype
         storage = self.storages.get(key)
         if storage is None:
             array = self._load_storage(key, dtype, numel) if self._load_storage is not None else None
-            storage = self.storages[key] = _Storage(key, array, dtype, numel)
+            storage = self.storages[key] = _Storage(key, array, dtype, numel, budget=self._budget)
         elif storage.dtype != dtype or storage.numel != numel:
-            raise pickle.UnpicklingError(f"storage {key} is referenced with two different types or sizes")
+            raise pickle.UnpicklingError(f"storage {key!r} is referenced with two different types or sizes")
         view = pid[5] if len(pid) == 6 else None
         if view is None:
             return storage
         if not (isinstance(view, tuple) and len(view) == 3):
-            raise pickle.UnpicklingError(f"invalid storage view {view!r}")
+            raise pickle.UnpicklingError(f"invalid storage view {short_repr(view)}")
         view_key, start, length = view
         if not (isinstance(view_key, str) and _is_int(start) and _is_int(length) and start >= 0 and length >= 0):
-            raise pickle.UnpicklingError(f"invalid storage view {view!r}")
+            raise pickle.UnpicklingError(f"invalid storage view {short_repr(view)}")
         if start + length > numel:
             raise pickle.UnpicklingError(f"storage view {view_key} reaches past storage {key}")
         existing = self.storages.get(view_key)
         if existing is None:
-            existing = self.storages[view_key] = _Storage(view_key, None, dtype, length, base=storage, start=start)
+            existing = self.storages[view_key] = _Storage(
+                view_key, None, dtype, length, base=storage, start=start, budget=self._budget
+            )
         return existing
 
 
@@ -334,13 +395,116 @@ def _string_value(op_name: str, arg: Any) -> str | None:
     return arg if op_name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE") else None
 
 
+class _Node:
+    """What the scan knows of an object on the unpickler's stack: its nesting depth and its node count once
+    memo references are expanded (a container changed after it was memoised changes in place)."""
+
+    __slots__ = ("depth", "nodes")
+
+    def __init__(self, depth: int, nodes: int):
+        self.depth, self.nodes = depth, nodes
+
+
+_MARK = object()
+_LEAF = _Node(0, 1)  # shared: never changed in place (only containers are)
+# opcodes that add to the container under their arguments instead of making a new object
+_MUTATORS = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"})
+_NO_STACK_EFFECT = frozenset({"FRAME", "PROTO", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "READONLY_BUFFER",
+                              "READWRITE_BUFFER"})
+
+
+class _StackModel:
+    """A model of the unpickler's stack and memo for ``scan_pickle``: it refuses objects nested deeper than
+    ``MAX_NESTING`` or expanding past ``max_nodes`` nodes, and memo references to nothing."""
+
+    def __init__(self, max_nodes: int):
+        self.stack: list[Any] = []
+        self.memo: dict[int, _Node] = {}
+        self.max_nodes = max_nodes
+
+    def _pop(self) -> Any:
+        if not self.stack:
+            raise pickle.UnpicklingError("the pickle pops from an empty stack")
+        return self.stack.pop()
+
+    def _pop_to_mark(self) -> list[_Node]:
+        items = []
+        while True:
+            item = self._pop()
+            if item is _MARK:
+                return items
+            items.append(item)
+
+    def _top(self) -> _Node:
+        if not self.stack or self.stack[-1] is _MARK:
+            raise pickle.UnpicklingError("the pickle memoises an empty stack")
+        return self.stack[-1]
+
+    def _check(self, node: _Node) -> _Node:
+        if node.depth > MAX_NESTING:
+            raise pickle.UnpicklingError(f"its objects nest more than {MAX_NESTING} levels deep")
+        if node.nodes > self.max_nodes:
+            raise pickle.UnpicklingError(
+                f"its memo references build an object of more than {self.max_nodes} nodes (a DAG that hashing or "
+                "printing would walk for ever)"
+            )
+        return node
+
+    def step(self, op: pickletools.OpcodeInfo, memo_index: int | None) -> None:
+        name = op.name
+        if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            self.memo[memo_index] = self._top()
+            return
+        if name in _NO_STACK_EFFECT:
+            return
+        if name in ("GET", "BINGET", "LONG_BINGET"):
+            if memo_index not in self.memo:
+                raise pickle.UnpicklingError(f"memo entry {memo_index} is read before it is written")
+            self.stack.append(self.memo[memo_index])
+            return
+        before = op.stack_before
+        popped: list[Any] = []
+        if pickletools.markobject in before:
+            popped = self._pop_to_mark()
+            below = before.index(pickletools.markobject)
+        else:
+            below = len(before)
+        popped += [self._pop() for _ in range(below)]
+        if any(item is _MARK for item in popped):
+            raise pickle.UnpicklingError(f"{name} finds a MARK where it needs an object")
+        after = op.stack_after
+        if name == "DUP":
+            self.stack += popped * 2
+        elif name == "MARK":
+            self.stack.append(_MARK)
+        elif not after:
+            pass
+        elif name in _MUTATORS:  # the container is the deepest of the popped items
+            container, added = popped[-1], popped[:-1]
+            if container is _LEAF:
+                container = _Node(0, 1)
+            container.nodes += sum(n.nodes for n in added)
+            container.depth = max([container.depth] + [n.depth + 1 for n in added])
+            self.stack.append(self._check(container))
+        elif popped:
+            node = _Node(1 + max(n.depth for n in popped), 1 + sum(n.nodes for n in popped))
+            self.stack.append(self._check(node))
+        else:
+            self.stack.append(_Node(0, 1) if after[0] in _CONTAINERS else _LEAF)
+
+
+_CONTAINERS = (pickletools.pylist, pickletools.pydict, pickletools.pyset, pickletools.pytuple)
+
+
 def scan_pickle(data: bytes | io.BufferedIOBase, path: str, limit: int | None = None) -> None:
-    """Refuse a pickle before running it: disallowed globals, malformed opcodes, absurd memo indices.
+    """Refuse a pickle before running it: disallowed globals, malformed opcodes, absurd memo indices, objects
+    nested deeper than ``MAX_NESTING`` or expanding (through memo references) past ``max_tree_nodes``.
 
     ``data`` is the pickle's bytes, or a file positioned at its start (read up to its STOP opcode).
     """
     if limit is None:
         limit = len(data)
+    model = _StackModel(max_tree_nodes(limit))
     memo: dict[int, Any] = {}
     recent: list[Any] = []  # values of the last pushes, enough to resolve STACK_GLOBAL's two strings
     n_ops = 0
@@ -348,36 +512,51 @@ def scan_pickle(data: bytes | io.BufferedIOBase, path: str, limit: int | None = 
         for op, arg, _pos in pickletools.genops(data):
             n_ops += 1
             name = op.name
+            memo_index = None
             if name in ("GLOBAL", "INST"):
                 module, _, attr = str(arg).partition(" ")
                 if _allowed_global(module, attr) is None:
                     raise _refuse(path, module, attr)
             elif name == "STACK_GLOBAL":
                 module, attr = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
-                if not (isinstance(module, str) and isinstance(attr, str)) or _allowed_global(module, attr) is None:
-                    raise _refuse(path, str(module), str(attr))
+                if not (isinstance(module, str) and isinstance(attr, str)):
+                    raise _refuse_computed(path)
+                if _allowed_global(module, attr) is None:
+                    raise _refuse(path, module, attr)
             elif name in ("EXT1", "EXT2", "EXT4"):
                 raise _refuse(path, "copyreg", f"extension code {arg}")
             elif name in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"):
-                index = len(memo) if name == "MEMOIZE" else int(arg)
-                if index > limit:
-                    raise pickle.UnpicklingError(f"memo index {index} is larger than the pickle itself")
-                memo[index] = recent[-1] if recent else None
+                memo_index = len(memo) if name == "MEMOIZE" else int(arg)
+                if memo_index > limit:
+                    raise pickle.UnpicklingError(f"memo index {memo_index} is larger than the pickle itself")
+                memo[memo_index] = recent[-1] if recent else None
             elif name in ("BINGET", "LONG_BINGET", "GET"):
-                recent.append(memo.get(int(arg)))
+                memo_index = int(arg)
+                recent.append(memo.get(memo_index))
             elif name not in ("FRAME", "PROTO", "STOP"):
                 recent.append(_string_value(name, arg))
             if len(recent) > 8:
                 del recent[:-4]
+            model.step(op, memo_index)
     except UnsafeCheckpointError:
         raise
-    except Exception as err:  # genops: ValueError on a malformed or truncated stream
+    except Exception as err:  # genops: ValueError on a malformed or truncated stream; the model: UnpicklingError
         raise CheckpointError(
             f"{path} is not a valid PyTorch checkpoint: its pickle is malformed ({err}). The file is probably "
             "truncated or corrupt: delete it and download or save it again."
         ) from err
     if n_ops == 0:
         raise CheckpointError(f"{path} is not a valid PyTorch checkpoint: its pickle is empty.")
+
+
+def _refuse_computed(path: Path | str) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"{path} asks to load a Python global whose name is computed while unpickling (a STACK_GLOBAL not "
+        "preceded by two plain strings), which a PyTorch state dict never does; refusing the file (nothing in it "
+        "was executed). Only load it with torch.load(weights_only=False) if you trust its author.",
+        file=str(path),
+        global_name="<computed>",
+    )
 
 
 _LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -431,6 +610,7 @@ def _load_legacy(path: Path) -> dict[str, np.ndarray]:
     """torch.save's pre-1.6 format: pickles of (magic number, protocol, sys info, the object, storage keys),
     then for each storage key a little-endian int64 element count and the raw little-endian data."""
     size = path.stat().st_size
+    budget = _Budget(str(path), size)
     with open(path, "rb") as f:
         bounded = _BoundedReader(f, size)
 
@@ -438,14 +618,14 @@ def _load_legacy(path: Path) -> dict[str, np.ndarray]:
             start = f.tell()
             scan_pickle(bounded, str(path), limit=size)
             f.seek(start)
-            unpickler = RestrictedUnpickler(bounded, path=str(path), load_storage=None)
+            unpickler = RestrictedUnpickler(bounded, path=str(path), load_storage=None, budget=budget)
             return unpickler.load(), unpickler
 
         if restricted_load()[0] != _LEGACY_MAGIC_NUMBER:
             raise CheckpointError(f"{path}: invalid magic number; the file is corrupt.")
         protocol = restricted_load()[0]
         if protocol != _LEGACY_PROTOCOL:
-            raise CheckpointError(f"{path}: unknown legacy torch protocol {protocol!r}.")
+            raise CheckpointError(f"{path}: unknown legacy torch protocol {short_repr(protocol)}.")
         restricted_load()  # sys info: endianness and type sizes of the writer
         result, unpickler = restricted_load()
         keys, _ = restricted_load()
@@ -545,14 +725,19 @@ def _load_from_archive(archive: zipfile.ZipFile, path: Path) -> dict[str, np.nda
             info = archive.getinfo(name)
         except KeyError:
             raise CheckpointError(f"{path}: storage record {name} is missing from the archive") from None
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"{path}: record {name} is compressed, which torch.save never does")
         nbytes = numel * dtype.itemsize
-        if info.file_size != nbytes or nbytes > archive_size:
+        if nbytes > archive_size:
+            raise CheckpointError(
+                f"{path}: storage {key} declares {numel} {dtype} elements ({nbytes} bytes), more than the whole "
+                f"file's {archive_size} bytes"
+            )
+        if info.file_size != nbytes:
             raise CheckpointError(
                 f"{path}: storage {key} should hold {numel} {dtype} elements ({nbytes} bytes), the archive "
                 f"holds {info.file_size} bytes"
             )
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise CheckpointError(f"{path}: record {name} is compressed, which torch.save never does")
         out = np.empty(numel, dtype=dtype)
         if nbytes:
             with archive.open(info) as record:
@@ -564,7 +749,8 @@ def _load_from_archive(archive: zipfile.ZipFile, path: Path) -> dict[str, np.nda
         return out
 
     scan_pickle(data_pkl, str(path))
-    result = RestrictedUnpickler(data_pkl, path=str(path), load_storage=load_storage).load()
+    budget = _Budget(str(path), archive_size)
+    result = RestrictedUnpickler(data_pkl, path=str(path), load_storage=load_storage, budget=budget).load()
     return _as_state_dict(result, path)
 
 
@@ -583,8 +769,8 @@ def _as_state_dict(obj: Any, path: Path) -> dict[str, np.ndarray]:
     if skipped:
         if not state:
             raise CheckpointError(
-                f"{path} holds a dict without tensors (keys {skipped[:5]!r}...); it is not a model state dict "
+                f"{path} holds a dict without tensors (keys {short_repr(skipped[:5])}...); it is not a model state dict "
                 "(a training checkpoint keeps the weights under a key such as 'model' or 'state_dict')."
             )
-        logger.warning("%s: ignored %d entries that are not tensors: %s", path, len(skipped), skipped[:10])
+        logger.warning("%s: ignored %d entries that are not tensors: %s", path, len(skipped), short_repr(skipped[:10]))
     return state

@@ -10,9 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Optional
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,20 @@ FIELDS: tuple[str, ...] = (
 )
 
 _TOKEN_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+
+
+_INT_FIELDS = ("max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams", "num_return_sequences",
+               "top_k", "no_repeat_ngram_size", "num_beam_groups")
+_FLOAT_FIELDS = ("temperature", "top_p", "min_p", "typical_p", "repetition_penalty", "length_penalty",
+                 "encoder_repetition_penalty", "epsilon_cutoff", "eta_cutoff", "diversity_penalty", "max_time")
+
+
+def _flat_ids(value: Any):
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flat_ids(item)
+    else:
+        yield value
 
 
 class GenerationConfig:
@@ -120,6 +137,35 @@ class GenerationConfig:
                 if values.get(name) is None and decoder.get(name) is not None:
                     values[name] = decoder[name]
         return cls(**values, _from_model_config=True)
+
+    def check_values(self, vocab_size: Optional[int] = None) -> None:
+        """Refuse values of the wrong type before they reach a compiled program: counts that are not integers
+        (``max_new_tokens=1.5``), numbers that are not finite (``temperature=nan`` passes a ``<= 0`` check and
+        samples only pad tokens), and (given the model's ``vocab_size``) token ids outside the vocabulary, as
+        Transformers' logits processors refuse them."""
+        for name in _INT_FIELDS:
+            value = getattr(self, name, None)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+                raise ValueError(f"{name} must be an integer, got {value!r}.")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}.")
+        if vocab_size is None:
+            return
+        for name in ("bad_words_ids", "suppress_tokens", "begin_suppress_tokens", "forced_eos_token_id",
+                     "forced_bos_token_id"):
+            value = getattr(self, name, None)
+            ids = list(_flat_ids(value)) if value is not None else []
+            if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in ids):
+                raise ValueError(f"{name} must hold integer token ids, got {value!r}.")
+            outside = sorted({int(i) for i in ids if not 0 <= int(i) < vocab_size})
+            if outside:
+                raise ValueError(
+                    f"The model vocabulary size is {vocab_size}, but {name} holds ids outside it: {outside[:10]}."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("_")}

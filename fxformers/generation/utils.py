@@ -169,6 +169,7 @@ class GenerationMixin:
                 "(tokenizer.padding_side = 'left') for correct generation."
             )
 
+        gc.check_values(vocab)  # types, finiteness and ids in the vocabulary, before anything is computed
         # lengths, as Transformers' _prepare_generated_length
         decoder_prompt_len = 1 if encoder_decoder else prompt_len
         if gc.max_new_tokens is not None:

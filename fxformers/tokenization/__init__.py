@@ -5,7 +5,7 @@ vocab.json + merges.txt, or a SentencePiece model); ``tokenizer(texts, padding=T
 return_tensors="np")`` returns a BatchEncoding.
 """
 
-from .base import PreTrainedTokenizer, TokenizerInputError
+from .base import PreTrainedTokenizer, TokenizerError, TokenizerInputError
 from .encoding import BatchEncoding, CharSpan, TokenSpan
 from .loading import AutoTokenizer
 from .models import (
@@ -44,3 +44,4 @@ __all__ = [
     "AlbertTokenizer", "AlbertTokenizerFast", "DebertaV2Tokenizer", "DebertaV2TokenizerFast",
     "MarianTokenizer",
 ]
+__all__.append("TokenizerError")

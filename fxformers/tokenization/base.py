@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from tokenizers import AddedToken, Tokenizer
 
+from ..checkpoints.atomic import atomic_write_texts, folder_lock
 from .encoding import BatchEncoding, check_tensor_type
 from .special_tokens import SpecialTokensMixin
 
@@ -43,6 +44,21 @@ _NOT_SAVED = {
 
 class TokenizerInputError(TypeError, ValueError):
     """The text given to a tokenizer has the wrong type (catchable as TypeError or ValueError)."""
+
+
+def _as_token_ids(token_ids) -> list[int]:
+    """Token ids as ints; a float such as 1.5 (or a bool) is an error, not silently id 1 (as in Transformers,
+    whose Rust backend refuses floats)."""
+    ids = []
+    for i in token_ids:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TokenizerInputError(f"token ids must be integers, got {i!r} (a {type(i).__name__}).")
+        ids.append(int(i))
+    return ids
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file is corrupt, hostile or unreadable; the message names the file."""
 
 
 def _strategy_value(value: Any) -> Any:
@@ -740,7 +756,8 @@ class PreTrainedTokenizer(SpecialTokensMixin):
             )
         texts = render(
             template, conversations, tools=tools, documents=documents, add_generation_prompt=add_generation_prompt,
-            continue_final_message=continue_final_message, **{**self.special_tokens_map, **kwargs},
+            continue_final_message=continue_final_message, source=f"the chat template of {self.name_or_path!r}",
+            **{**self.special_tokens_map, **kwargs},
         )
         text = texts if is_batched else texts[0]
         if not tokenize:
@@ -762,7 +779,7 @@ class PreTrainedTokenizer(SpecialTokensMixin):
             return [self._clean(t, clean_up_tokenization_spaces) for t in texts]
         if isinstance(token_ids, int):
             token_ids = [token_ids]
-        text = self._tokenizer.decode([int(i) for i in token_ids], skip_special_tokens=skip_special_tokens)
+        text = self._tokenizer.decode(_as_token_ids(token_ids), skip_special_tokens=skip_special_tokens)
         return self._clean(text, clean_up_tokenization_spaces)
 
     def batch_decode(self, sequences, skip_special_tokens: bool = False, clean_up_tokenization_spaces: Optional[bool] = None, **kwargs) -> list[str]:
@@ -845,12 +862,12 @@ class PreTrainedTokenizer(SpecialTokensMixin):
         save_directory.mkdir(parents=True, exist_ok=True)
         prefix = f"{filename_prefix}-" if filename_prefix else ""
         config_file = save_directory / f"{prefix}{TOKENIZER_CONFIG_FILE}"
-        config_file.write_text(json.dumps(self._config_for_save(), indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        config_text = json.dumps(self._config_for_save(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         stm_file = save_directory / f"{prefix}{SPECIAL_TOKENS_MAP_FILE}"
         stm: dict[str, Any] = dict(self.special_tokens_map)
         if self._extra_special_tokens:
             stm["additional_special_tokens"] = [str(t) for t in self._extra_special_tokens]
-        stm_file.write_text(json.dumps(stm, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        stm_text = json.dumps(stm, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
         # the backend as loaded: the per-call padding/truncation of the last call is not part of the tokenizer
         tk = self._tokenizer
@@ -865,10 +882,14 @@ class PreTrainedTokenizer(SpecialTokensMixin):
             tk.no_padding()
         tokenizer_file = save_directory / f"{prefix}{TOKENIZER_FILE}"
         try:
-            tk.save(str(tokenizer_file))
+            tokenizer_text = tk.to_str(pretty=True)
         finally:
             tk.no_truncation() if current_trunc is None else tk.enable_truncation(**current_trunc)
             tk.no_padding() if current_pad is None else tk.enable_padding(**current_pad)
+        # All files written in full before any replaces the old one (tokenizer_config.json renamed last), one save
+        # at a time per folder: a full disk part-way leaves the previous tokenizer as it was.
+        with folder_lock(save_directory):
+            atomic_write_texts({tokenizer_file: tokenizer_text, stm_file: stm_text, config_file: config_text})
         return (str(config_file), str(stm_file), str(tokenizer_file))
 
     def __repr__(self) -> str:

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 from tokenizers import Tokenizer
 
@@ -18,10 +18,12 @@ from .base import (
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
     PreTrainedTokenizer,
+    TokenizerError,
     as_added_token,
 )
 from .families import ALIASES, FAMILIES, MODEL_TYPES
 from .models import SPM_FILES, TOKENIZER_CLASSES, GenericTokenizer, _FamilyTokenizer
+from .spm import check_precompiled_charsmap
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +33,70 @@ _IGNORED_KWARGS = ("use_fast", "trust_remote_code", "force_download", "resume_do
                    "_from_auto", "_commit_hash", "from_slow", "legacy_format")
 
 
+#: the largest tokenizer file read (real tokenizer.json files are up to a few tens of MB)
+MAX_TOKENIZER_FILE_BYTES = 1 << 30
+
+
 def _read_json(path: Optional[Path]) -> dict:
+    """A JSON object file, or a TokenizerError naming it."""
     if path is None:
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        if Path(path).stat().st_size > MAX_TOKENIZER_FILE_BYTES:
+            raise ValueError(f"it is larger than {MAX_TOKENIZER_FILE_BYTES} bytes")
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise TokenizerError(f"{path} is not a valid JSON file ({type(err).__name__}: {str(err)[:200]}); download "
+                             "or save the tokenizer again.") from err
+    if not isinstance(value, dict):
+        raise TokenizerError(f"{path} holds a JSON {type(value).__name__}, not an object.")
+    return value
+
+
+def _charsmaps(normalizer) -> Iterator[str]:
+    if isinstance(normalizer, dict):
+        if normalizer.get("type") == "Precompiled" and normalizer.get("precompiled_charsmap"):
+            yield normalizer["precompiled_charsmap"]
+        for part in normalizer.get("normalizers") or []:
+            yield from _charsmaps(part)
+
+
+def read_tokenizer_json(path: Path) -> Tokenizer:
+    """The backend of a ``tokenizer.json``, after checking what the Rust library would crash on (a corrupt
+    precompiled character map)."""
+    data = _read_json(path)
+    for charsmap in _charsmaps(data.get("normalizer")):
+        try:
+            check_precompiled_charsmap(base64.b64decode(charsmap, validate=True))
+        except (ValueError, TypeError) as err:
+            raise TokenizerError(f"{path} is not a valid tokenizer file: {err}.") from err
+    try:
+        return Tokenizer.from_str(json.dumps(data))
+    except BaseException as err:  # the tokenizers library's Exception, or a pyo3 PanicException (a BaseException)
+        if not isinstance(err, Exception) and type(err).__name__ != "PanicException":
+            raise
+        raise TokenizerError(f"{path} is not a valid tokenizer file ({type(err).__name__}: {str(err)[:300]}); "
+                             "download or save the tokenizer again.") from err
+
+
+def load_tokenizer(name_or_path: Union[str, os.PathLike], cls: Optional[type[PreTrainedTokenizer]] = None,
+                   subfolder: str = "", **kwargs) -> PreTrainedTokenizer:
+    """Load the tokenizer of ``name_or_path`` as ``cls`` (None: the class named by tokenizer_config.json, else by
+    config.json's model_type, else the generic one). A corrupt or hostile file is a ``TokenizerError`` naming the
+    tokenizer's files (including errors and panics of the Rust tokenizers library)."""
+    try:
+        return _load_tokenizer(name_or_path, cls, subfolder, **kwargs)
+    except (TokenizerError, OSError, ImportError):
+        raise
+    except BaseException as err:
+        if not isinstance(err, Exception) and type(err).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit
+        raise TokenizerError(
+            f"Cannot load the tokenizer of {str(name_or_path)!r} ({type(err).__name__}: {str(err)[:300]}). Unless an "
+            "argument you passed explains it, a tokenizer file (tokenizer.json, tokenizer_config.json, vocab/merges or "
+            "the SentencePiece model) is corrupt or not what its name says: download or save the tokenizer again."
+        ) from err
 
 
 _FAMILY_CACHE: dict[str, type[PreTrainedTokenizer]] = {}
@@ -73,14 +134,12 @@ def class_for_name(name: Optional[str]) -> Optional[type[PreTrainedTokenizer]]:
     return _FAMILY_CACHE[key]
 
 
-def load_tokenizer(
+def _load_tokenizer(
     name_or_path: Union[str, os.PathLike],
     cls: Optional[type[PreTrainedTokenizer]] = None,
     subfolder: str = "",
     **kwargs,
 ) -> PreTrainedTokenizer:
-    """Load the tokenizer of ``name_or_path`` as ``cls`` (None: the class named by tokenizer_config.json, else by
-    config.json's model_type, else the generic one)."""
     hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
     model_config = kwargs.pop("config", None)  # a model config object, as Transformers accepts
     for k in _IGNORED_KWARGS:
@@ -176,7 +235,7 @@ def load_tokenizer(
             config.setdefault(key, value)
         backend = cls.build_backend(files, config)
     else:
-        backend = Tokenizer.from_file(str(tokenizer_file))
+        backend = read_tokenizer_json(tokenizer_file)
         if issubclass(cls, _FamilyTokenizer) and cls.json_model is not None:
             rebuilt_backend = _rebuild_family(cls, tokenizer_file, backend, config)
             if rebuilt_backend is not None:

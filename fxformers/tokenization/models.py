@@ -16,7 +16,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_
 from tokenizers.models import BPE, Unigram, WordPiece
 
 from .base import PreTrainedTokenizer, as_added_token
-from .spm import BPE as SPM_BPE, CONTROL, USER_DEFINED, generate_merges, parse_spm_model
+from .spm import BPE as SPM_BPE, CONTROL, USER_DEFINED, check_precompiled_charsmap, generate_merges, parse_spm_model
 
 SPM_FILES = ("spiece.model", "tokenizer.model", "sentencepiece.bpe.model", "spm.model")
 
@@ -63,6 +63,7 @@ def _spm_extra_tokens(spm) -> list[AddedToken]:
 def _metaspace_unigram(vocab, unk_id: int, charsmap: bytes, prepend_scheme: str, split: bool = True) -> Tokenizer:
     tk = Tokenizer(Unigram(vocab, unk_id=unk_id, byte_fallback=False))
     if charsmap:
+        check_precompiled_charsmap(charsmap)  # the Rust normaliser would allocate or panic on a corrupt one
         tk.normalizer = normalizers.Precompiled(charsmap)
     tk.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend_scheme, split=split)]

@@ -7,7 +7,12 @@ orbax under ``state/``, ``state_structure.json`` (the leaf paths, to explain a m
 Atomicity: everything is written into ``.tmp-checkpoint-{step}`` first, flushed, and only then renamed to
 ``checkpoint-{step}``. A crash or a full disk mid-save leaves a temporary folder that nothing reads (the next save
 removes it) and the previous checkpoints untouched. Rotation (``save_total_limit``) runs only after the new
-checkpoint is complete, never removes the newest complete checkpoint, and ignores folders that are not complete.
+checkpoint is complete, never removes the checkpoint just written (even when an older run left higher-numbered
+ones), and ignores folders that are not complete.
+
+Resuming (``load_latest_checkpoint``) verifies a checkpoint before using it: a damaged newest checkpoint (an
+unreadable ``trainer_state.json``, broken orbax metadata) is named in a warning and the next newest complete one
+is used instead; ``load_checkpoint`` on a damaged folder raises ``CheckpointError`` naming it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import jax
 import numpy as np
 
 from ..checkpoints.atomic import atomic_write_text, fsync_dir
+from ..checkpoints.errors import CheckpointError
 from ..optimization import path_str
 
 logger = logging.getLogger(__name__)
@@ -93,7 +99,7 @@ def save_checkpoint(output_dir: str | os.PathLike, state: Any, trainer_state: di
             os.replace(tmp, final)
         fsync_dir(output_dir)
         logger.info("Saved checkpoint %s", final)
-        rotate_checkpoints(output_dir, save_total_limit)
+        rotate_checkpoints(output_dir, save_total_limit, current=final)
     _sync(f"fxformers-ckpt-end-{step}")
     return final
 
@@ -119,21 +125,62 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Optional[Path]:
     return found[-1] if found else None
 
 
-def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: Optional[int]) -> list[Path]:
-    """Keep the newest ``save_total_limit`` complete checkpoints (at least one); remove older ones and stale
-    temporary folders. Returns the removed checkpoints."""
+def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: Optional[int],
+                       current: Optional[str | os.PathLike] = None) -> list[Path]:
+    """Keep the newest ``save_total_limit`` complete checkpoints (at least one), always counting ``current`` (the
+    checkpoint just written) among them whatever its step; remove older ones and stale temporary folders.
+    Returns the removed checkpoints."""
     output_dir = Path(output_dir)
-    for stale in output_dir.glob(f"{TMP_PREFIX}*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    for pattern in (f"{TMP_PREFIX}*", f".old-{PREFIX}*"):
+        for stale in output_dir.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
     if save_total_limit is None:
         return []
     complete = list_checkpoints(output_dir)
     keep = max(1, int(save_total_limit))
-    removed = complete[:-keep]
+    if current is not None:
+        current = Path(current).resolve()
+        complete = [p for p in complete if p.resolve() != current]
+        keep -= 1
+    removed = complete[: max(len(complete) - keep, 0)]
     for folder in removed:
         logger.info("Deleting older checkpoint %s (save_total_limit=%s)", folder, save_total_limit)
         shutil.rmtree(folder, ignore_errors=True)
     return removed
+
+
+def _read_json(folder: Path, name: str, kind: type) -> Any:
+    path = folder / name
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CheckpointError(
+            f"The checkpoint {folder} is damaged: {path} is unreadable ({type(err).__name__}: {str(err)[:200]}). "
+            "Resume from an earlier checkpoint (resume_from_checkpoint=True skips damaged ones) or delete it."
+        ) from err
+    if not isinstance(value, kind):
+        raise CheckpointError(f"The checkpoint {folder} is damaged: {path} holds a {type(value).__name__}, "
+                              f"not a JSON {'object' if kind is dict else 'list'}.")
+    return value
+
+
+def load_latest_checkpoint(output_dir: str | os.PathLike, target: Any, shardings: Any = None) -> tuple[Any, dict, Path]:
+    """``load_checkpoint`` of the newest complete checkpoint in ``output_dir`` that loads: a damaged one is
+    named in a warning and skipped. Returns (state, trainer_state dict, the folder used)."""
+    candidates = list_checkpoints(output_dir)
+    damaged = []
+    for folder in reversed(candidates):
+        try:
+            state, trainer_state = load_checkpoint(folder, target, shardings)
+        except CheckpointError as err:
+            logger.warning("Skipping a damaged checkpoint: %s", err)
+            damaged.append(folder.name)
+            continue
+        if damaged:
+            logger.warning("Resuming from %s, the newest checkpoint that loads (skipped %s).", folder, damaged)
+        return state, trainer_state, folder
+    detail = f" ({len(damaged)} damaged: {', '.join(damaged)})" if damaged else ""
+    raise ValueError(f"No valid checkpoint found in output directory ({output_dir}){detail}.")
 
 
 def load_checkpoint(folder: str | os.PathLike, target: Any, shardings: Any = None) -> tuple[Any, dict]:
@@ -148,8 +195,9 @@ def load_checkpoint(folder: str | os.PathLike, target: Any, shardings: Any = Non
             f"{folder} is not a complete checkpoint (it needs {STATE_DIR}/ and {TRAINER_STATE_NAME}); "
             "pass resume_from_checkpoint=True to pick the latest complete one."
         )
+    trainer_state = _read_json(folder, TRAINER_STATE_NAME, dict)
     paths, leaves, treedef = _leaf_keys(target)
-    saved_paths = json.loads((folder / STRUCTURE_FILE).read_text())
+    saved_paths = _read_json(folder, STRUCTURE_FILE, list)
     if saved_paths != paths:
         missing = sorted(set(paths) - set(saved_paths))[:5]
         extra = sorted(set(saved_paths) - set(paths))[:5]
@@ -163,9 +211,15 @@ def load_checkpoint(folder: str | os.PathLike, target: Any, shardings: Any = Non
     for i, (leaf, sharding) in enumerate(zip(leaves, sharding_leaves)):
         sharding = sharding if sharding is not None else getattr(leaf, "sharding", None)
         abstract[f"{i:05d}"] = jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=sharding)
-    restored = _checkpointer().restore(folder / STATE_DIR, abstract)
-    state = jax.tree_util.tree_unflatten(treedef, [restored[f"{i:05d}"] for i in range(len(leaves))])
-    trainer_state = json.loads((folder / TRAINER_STATE_NAME).read_text())
+    try:
+        restored = _checkpointer().restore(folder / STATE_DIR, abstract)
+        state = jax.tree_util.tree_unflatten(treedef, [restored[f"{i:05d}"] for i in range(len(leaves))])
+    except Exception as err:  # orbax: metadata or array files damaged or missing
+        raise CheckpointError(
+            f"The checkpoint {folder} is damaged: restoring {folder / STATE_DIR} failed ({type(err).__name__}: "
+            f"{str(err)[:300]}). Resume from an earlier checkpoint (resume_from_checkpoint=True skips damaged "
+            "ones) or delete it."
+        ) from err
     return state, trainer_state
 
 

@@ -376,12 +376,11 @@ class Trainer:
         state, shardings = self._fresh_state(tx)
 
         resume_from_checkpoint = resume_from_checkpoint if resume_from_checkpoint is not None else args.resume_from_checkpoint
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = checkpointing.latest_checkpoint(args.output_dir)
-            if resume_from_checkpoint is None:
-                raise ValueError(f"No valid checkpoint found in output directory ({args.output_dir}).")
-        if resume_from_checkpoint:
+        if resume_from_checkpoint is True:  # the newest checkpoint that loads (damaged ones are skipped, logged)
+            state, saved, resume_from_checkpoint = checkpointing.load_latest_checkpoint(args.output_dir, state, shardings)
+        elif resume_from_checkpoint:
             state, saved = checkpointing.load_checkpoint(resume_from_checkpoint, state, shardings)
+        if resume_from_checkpoint:
             self.log_history = list(saved.get("log_history", []))
             logger.info("Resuming from %s at step %d", resume_from_checkpoint, int(state.step))
 
