@@ -54,8 +54,8 @@ def pretraining_table(config) -> ConversionTable:
 def partition_rules(config) -> tuple:
     """Megatron-style: q/k/v and ffn split on their outputs over `model`, attention.dense and ffn_output on their
     inputs; the vocabulary over `model`. The same table serves shared (grouped) layers."""
-    del config
-    return (
+    untied = () if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)  # untied vocabulary projection
+    return untied + (
         (r"word_embeddings/embedding$", VOCAB),
         (r"(position|token_type)_embeddings/embedding$", HIDDEN),
         (r"attention/(query|key|value)/kernel$", COLUMN),
@@ -64,7 +64,6 @@ def partition_rules(config) -> tuple:
         (r"albert_layers_\d+/ffn/kernel$", COLUMN),
         (r"albert_layers_\d+/ffn/bias$", COLUMN_BIAS),
         (r"albert_layers_\d+/ffn_output/kernel$", ROW),
-        (r"^decoder/kernel$", COLUMN),
         (r"^(decoder/)?bias$", COLUMN_BIAS),  # the vocabulary bias of the MLM head
         (r"(embedding_hidden_mapping_in|pooler|predictions_dense|sop_classifier|classifier|qa_outputs)/kernel$", COLUMN),
         (r"(LayerNorm|layer_norm)/(scale|bias)$|/bias$", REPLICATED),

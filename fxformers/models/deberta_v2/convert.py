@@ -83,8 +83,9 @@ def masked_lm_table(config) -> ConversionTable:
 def partition_rules(config) -> tuple:
     """Megatron-style: q/k/v (and the position projections) split on their outputs over `model`, the attention
     output and FFN out-projection on their inputs; the vocabulary over `model`."""
-    del config
-    return (
+    untied = () if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)  # untied vocabulary projection
+    conv = ((r"conv/conv/kernel$", P_CONV),) if config.conv_kernel_size > 0 else ()  # v2's conv layer
+    return untied + conv + (
         (r"word_embeddings/embedding$", VOCAB),
         (r"(position|token_type)_embeddings/embedding$|rel_embeddings/embedding$", HIDDEN),
         (r"attention/(query|key|value|pos_key|pos_query)_proj/kernel$", COLUMN),
@@ -93,8 +94,6 @@ def partition_rules(config) -> tuple:
         (r"layer_\d+/intermediate/kernel$", COLUMN),
         (r"layer_\d+/intermediate/bias$", COLUMN_BIAS),
         (r"layer_\d+/output/kernel$", ROW),
-        (r"conv/conv/kernel$", P_CONV),
-        (r"^decoder/kernel$", COLUMN),
         (r"^(decoder/)?bias$", COLUMN_BIAS),
         (r"(embed_proj|pooler|classifier|qa_outputs|transform_dense)/kernel$", COLUMN),
         (r"LayerNorm/(scale|bias)$|/bias$", REPLICATED),

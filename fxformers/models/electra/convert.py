@@ -53,8 +53,8 @@ def masked_lm_table(config) -> ConversionTable:
 def partition_rules(config) -> tuple:
     """Megatron-style over BERT's layout: q/k/v and the FFN in-projection split on their outputs over `model`, the
     attention output and FFN out-projection on their inputs; the vocabulary over `model`."""
-    del config  # one table for every size and head
-    return (
+    untied = () if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)  # untied vocabulary projection
+    return untied + (
         (r"word_embeddings/embedding$", VOCAB),
         (r"(position|token_type)_embeddings/embedding$", HIDDEN),
         (r"attention/(query|key|value)/kernel$", COLUMN),
@@ -63,7 +63,6 @@ def partition_rules(config) -> tuple:
         (r"layer_\d+/intermediate/kernel$", COLUMN),
         (r"layer_\d+/intermediate/bias$", COLUMN_BIAS),
         (r"layer_\d+/output/kernel$", ROW),
-        (r"^decoder/kernel$", COLUMN),
         (r"^bias$", COLUMN_BIAS),  # the vocabulary bias of the generator head
         (r"(embeddings_project|classifier\w*|qa_outputs|sequence_summary|discriminator_\w+|generator_dense)/kernel$", COLUMN),
         (r"(LayerNorm/(scale|bias)|/bias)$", REPLICATED),

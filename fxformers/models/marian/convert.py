@@ -43,8 +43,8 @@ def lm_table(config) -> ConversionTable:
 def partition_rules(config) -> tuple:
     """Megatron-style: q/k/v and fc1 split on their outputs over `model`, out_proj and fc2 on their inputs; the
     vocabulary (embeddings, LM head, final_logits_bias) over `model`."""
-    del config  # the same table for every size
-    return (
+    untied = () if config.tie_word_embeddings else ((r"^lm_head/kernel$", COLUMN),)
+    return untied + (
         (r"(shared|embed_tokens)/embedding$", VOCAB),
         (r"(self_attn|encoder_attn)/(q_proj|k_proj|v_proj)/kernel$", COLUMN),
         (r"(self_attn|encoder_attn)/(q_proj|k_proj|v_proj)/bias$", COLUMN_BIAS),
@@ -52,7 +52,6 @@ def partition_rules(config) -> tuple:
         (r"fc1/kernel$", COLUMN),
         (r"fc1/bias$", COLUMN_BIAS),
         (r"fc2/kernel$", ROW),
-        (r"^lm_head/kernel$", COLUMN),
         (r"^final_logits_bias$", P(None, MODEL)),  # [1, V]
         (r"(out_proj/bias|fc2/bias|layer_norm/(scale|bias))$", REPLICATED),
     )

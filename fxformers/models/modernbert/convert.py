@@ -36,14 +36,15 @@ def masked_lm_table(config) -> ConversionTable:
 
 def partition_rules(config) -> tuple:
     """Megatron-style: the fused Wqkv and Wi split on their outputs over `model`, the two Wo on their inputs."""
-    del config
-    return (
+    optional = (() if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)) + (
+        ((r"attn/Wqkv/bias$", COLUMN_BIAS),) if config.attention_bias else ()) + (
+        ((r"mlp/Wi/bias$", COLUMN_BIAS),) if config.mlp_bias else ()) + (
+        ((r"^decoder_bias$", COLUMN_BIAS),) if config.decoder_bias else ())
+    return optional + (
         (r"tok_embeddings/embedding$", VOCAB),
         (r"(attn/Wqkv|mlp/Wi)/kernel$", COLUMN),
-        (r"(attn/Wqkv|mlp/Wi)/bias$", COLUMN_BIAS),
         (r"(attn|mlp)/Wo/kernel$", ROW),
-        (r"(head/dense|classifier|^decoder)/kernel$", COLUMN),
+        (r"(head/dense|classifier)/kernel$", COLUMN),
         (r"(head/dense|classifier)/bias$", COLUMN_BIAS),
-        (r"^decoder_bias$", COLUMN_BIAS),
         (r"(norm/(scale|bias)|(attn|mlp)/Wo/bias)$", REPLICATED),
     )

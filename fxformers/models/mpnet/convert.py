@@ -45,8 +45,8 @@ def masked_lm_table(config) -> ConversionTable:
 def partition_rules(config) -> tuple:
     """Megatron-style: q/k/v, the FFN input and the head projections split on their outputs over `model`, the
     attention output and FFN output on their inputs; the vocabulary over `model`."""
-    del config  # the same table for every size
-    return (
+    untied = () if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)  # untied vocabulary projection
+    return untied + (
         (r"word_embeddings/embedding$", VOCAB),
         (r"position_embeddings/embedding$", HIDDEN),
         (r"relative_attention_bias/embedding$", REPLICATED),  # [32, N]: tiny
@@ -58,7 +58,6 @@ def partition_rules(config) -> tuple:
         (r"layer_\d+/output/kernel$", ROW),
         (r"(pooler|lm_head_dense|classifier|classifier_dense|classifier_out_proj|qa_outputs)/kernel$", COLUMN),
         (r"(pooler|lm_head_dense|classifier|classifier_dense|classifier_out_proj|qa_outputs)/bias$", COLUMN_BIAS),
-        (r"^decoder/kernel$", COLUMN),  # untied vocabulary projection [D, V]
         (r"^(decoder/bias|bias)$", COLUMN_BIAS),  # the vocabulary biases [V]
         (r"(LayerNorm|layer_norm)/(scale|bias)$", REPLICATED),
         (r"(attention/out|layer_\d+/output)/bias$", REPLICATED),
