@@ -174,6 +174,13 @@ def test_gemma3_bidirectional_encoder(tmp_path):
     assert not np.allclose(causal(ids, attention_mask=mask).last_hidden_state, ref, atol=1e-3)
 
 
+def test_gemma3_config_from_scratch_saves_both_rope_bases(tmp_path):
+    fxformers.Gemma3TextConfig(**BASE).save_pretrained(tmp_path)
+    theirs = transformers.AutoConfig.from_pretrained(tmp_path).rope_parameters
+    assert theirs["full_attention"]["rope_theta"] == 1e6 and theirs["sliding_attention"]["rope_theta"] == 1e4
+    assert fxformers.AutoConfig.from_pretrained(tmp_path).layer_type_rope_parameters() == theirs
+
+
 def test_unsupported_gemma_settings_fail_clearly():
     with pytest.raises(NotImplementedError, match="use_bidirectional_attention"):
         fxformers.Gemma2Config(**BASE, use_bidirectional_attention=True)

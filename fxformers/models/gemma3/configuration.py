@@ -34,11 +34,22 @@ class Gemma3TextConfig(Gemma2Config):
         "attn_logit_softcapping": None,
         "use_bidirectional_attention": False,
         "rope_local_base_freq": None,
-        "sliding_window_pattern": None,
+        "sliding_window_pattern": 6,
     }
 
+    def __init__(self, **kwargs):
+        theta_given = kwargs.get("rope_theta") is not None
+        super().__init__(**kwargs)
+        if not self.rope_parameters and not theta_given:
+            # Gemma 3's default bases differ by layer type (1e6 global, 1e4 local), so a single-rope default a parent
+            # config may fill in would be wrong: write them out by layer type, the spelling Transformers 5 saves.
+            self.rope_theta = None
+            self.rope_parameters = self.layer_type_rope_parameters()
+
     def default_layer_types(self) -> list[str]:
-        pattern = self.sliding_window_pattern or 6
+        pattern = self.sliding_window_pattern
+        if not isinstance(pattern, int) or pattern < 1:
+            raise ValueError(f"sliding_window_pattern must be a positive integer when layer_types is absent, got {pattern!r}.")
         return ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(self.num_hidden_layers)]
 
     def layer_type_rope_parameters(self) -> dict[str, dict]:
