@@ -156,9 +156,34 @@ def test_gemma3_partition_rules(tmp_path):
     check_partition_rules(fx, VOCAB, PAD)
 
 
+def test_gemma3_bidirectional_encoder(tmp_path):
+    """EmbeddingGemma-style: use_bidirectional_attention, a centred sliding window shorter than the input."""
+    import numpy as np
+
+    from decoder_helpers import left_padded_batch, rel_err, torch_forward
+
+    tm = build("Gemma3TextConfig", BASE, dict(use_bidirectional_attention=True, sliding_window=4,
+                                              sliding_window_pattern=2), "AutoModel")
+    tm.save_pretrained(tmp_path)
+    fm = fxformers.AutoModel.from_pretrained(tmp_path)
+    assert type(fm).__name__ == "Gemma3TextModel"
+    ids, mask = left_padded_batch(VOCAB, PAD)
+    ref = torch_forward(tm, ids, mask).last_hidden_state.numpy()
+    assert rel_err(fm(ids, attention_mask=mask).last_hidden_state, ref, mask == 1) <= 1e-5
+    causal = fxformers.AutoModel.from_pretrained(tmp_path, use_bidirectional_attention=False)
+    assert not np.allclose(causal(ids, attention_mask=mask).last_hidden_state, ref, atol=1e-3)
+
+
+def test_gemma3_config_from_scratch_saves_both_rope_bases(tmp_path):
+    fxformers.Gemma3TextConfig(**BASE).save_pretrained(tmp_path)
+    theirs = transformers.AutoConfig.from_pretrained(tmp_path).rope_parameters
+    assert theirs["full_attention"]["rope_theta"] == 1e6 and theirs["sliding_attention"]["rope_theta"] == 1e4
+    assert fxformers.AutoConfig.from_pretrained(tmp_path).layer_type_rope_parameters() == theirs
+
+
 def test_unsupported_gemma_settings_fail_clearly():
     with pytest.raises(NotImplementedError, match="use_bidirectional_attention"):
-        fxformers.Gemma3TextConfig(**BASE, use_bidirectional_attention=True)
+        fxformers.Gemma2Config(**BASE, use_bidirectional_attention=True)
     with pytest.raises(ValueError, match="layer_types"):
         fxformers.Gemma2Config(**BASE, layer_types=["full_attention"])
     with pytest.raises(ValueError, match="keyed by layer type"):

@@ -44,6 +44,9 @@ class GemmaConfig(LlamaConfig):
 
     def validate(self) -> None:
         super().validate()
+        self.check_bidirectional()
+
+    def check_bidirectional(self) -> None:
         if getattr(self, "use_bidirectional_attention", None):
             raise NotImplementedError(
                 f"{type(self).__name__}: use_bidirectional_attention=True (encoder-style Gemma) is not supported; "

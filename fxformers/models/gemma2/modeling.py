@@ -37,6 +37,10 @@ class Gemma2Attention(LlamaAttention):
         n, k, h = c.num_attention_heads, c.num_key_value_heads, c.head_dim
         return self.q_proj(x).reshape(b, t, n, h), self.k_proj(x).reshape(b, t, k, h), self.v_proj(x).reshape(b, t, k, h)
 
+    def mask(self, key_mask, query_len: int, cache_index):
+        """key_mask [B, S] -> bool [B, 1, T, S]: padding, causal and this layer's sliding window."""
+        return decoder_mask(key_mask, query_len, cache_index, self.config.layer_sliding_window(self.layer_idx))
+
     def __call__(self, x, cos, sin, key_mask, cache, cache_index, deterministic, output_attentions):
         c = self.config
         b, t, _ = x.shape
@@ -45,7 +49,7 @@ class Gemma2Attention(LlamaAttention):
         if cache is not None:
             cache = update_layer_cache(cache, key, value, cache_index)
             key, value = cache["key"], cache["value"]  # [B, L, K, H]
-        mask = decoder_mask(key_mask, t, cache_index, c.layer_sliding_window(self.layer_idx))  # [B, 1, T, S]
+        mask = self.mask(key_mask, t, cache_index)  # [B, 1, T, S]
         rate = c.attention_dropout
         rng = None if deterministic or not rate else self.make_rng("dropout")
         context, weights = dot_product_attention(

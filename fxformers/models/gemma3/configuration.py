@@ -8,13 +8,15 @@ Rotary settings come in two spellings, read as Transformers 5 reads them:
   "factor": 8.0}``).
 
 Without ``layer_types``, every ``sliding_window_pattern``-th layer (default 6) is global and the rest slide.
+``use_bidirectional_attention`` (EmbeddingGemma) makes attention non-causal, sliding layers seeing |q - k| <
+``sliding_window // 2 + 1``.
 """
 
 from __future__ import annotations
 
 import copy
 import types
-from typing import Any
+from typing import Any, Optional
 
 from ...ops.rotary import rope_parameters
 from ..gemma2.configuration import LAYER_TYPES, Gemma2Config
@@ -32,11 +34,22 @@ class Gemma3TextConfig(Gemma2Config):
         "attn_logit_softcapping": None,
         "use_bidirectional_attention": False,
         "rope_local_base_freq": None,
-        "sliding_window_pattern": None,
+        "sliding_window_pattern": 6,
     }
 
+    def __init__(self, **kwargs):
+        theta_given = kwargs.get("rope_theta") is not None
+        super().__init__(**kwargs)
+        if not self.rope_parameters and not theta_given:
+            # Gemma 3's default bases differ by layer type (1e6 global, 1e4 local), so a single-rope default a parent
+            # config may fill in would be wrong: write them out by layer type, the spelling Transformers 5 saves.
+            self.rope_theta = None
+            self.rope_parameters = self.layer_type_rope_parameters()
+
     def default_layer_types(self) -> list[str]:
-        pattern = self.sliding_window_pattern or 6
+        pattern = self.sliding_window_pattern
+        if not isinstance(pattern, int) or pattern < 1:
+            raise ValueError(f"sliding_window_pattern must be a positive integer when layer_types is absent, got {pattern!r}.")
         return ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(self.num_hidden_layers)]
 
     def layer_type_rope_parameters(self) -> dict[str, dict]:
@@ -67,6 +80,16 @@ class Gemma3TextConfig(Gemma2Config):
         super().validate()
         for layer_type in LAYER_TYPES:
             rope_parameters(self.rope_view(layer_type))  # raises on an unsupported or incomplete rope type
+
+    def check_bidirectional(self) -> None:
+        pass  # Gemma 3 implements use_bidirectional_attention (EmbeddingGemma), see layer_sliding_window
+
+    def layer_sliding_window(self, layer: int) -> Optional[int]:
+        window = super().layer_sliding_window(layer)
+        if window is not None and self.use_bidirectional_attention:
+            # Transformers stores w // 2 + 1 and masks |q - k| < that: a centred window of w (w odd) keys
+            return window // 2 + 1
+        return window
 
     def attention_softcap(self) -> None:
         # Transformers' Gemma 3 attention stores attn_logit_softcapping but never passes it on: no capping.
