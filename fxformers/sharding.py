@@ -135,17 +135,19 @@ def _axes_of(spec: P) -> list[str]:
     return out
 
 
-def fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
+def fit_spec(spec: P, shape: Sequence[int], mesh: Mesh | Mapping[str, int]) -> P:
     """``spec`` padded to the rank of ``shape``, with every split the mesh cannot divide evenly dropped.
 
-    Axes of size 1 are dropped too (a no-op split), so a 1-device mesh gives fully replicated specs.
+    Axes of size 1 are dropped too (a no-op split), so a 1-device mesh gives fully replicated specs. ``mesh`` may
+    be a Mesh or just its axis sizes ({"data": 2, "fsdp": 1, "model": 4}).
     """
+    sizes = dict(mesh.shape) if isinstance(mesh, Mesh) else dict(mesh)
     entries = list(spec) + [None] * (len(shape) - len(spec))
     fitted = []
     for dim, entry in zip(shape, entries):
         axes = () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
-        kept = tuple(a for a in axes if a in mesh.shape and mesh.shape[a] > 1)
-        size = int(np.prod([mesh.shape[a] for a in kept])) if kept else 1
+        kept = tuple(a for a in axes if sizes.get(a, 1) > 1)
+        size = int(np.prod([sizes[a] for a in kept])) if kept else 1
         if kept and dim % size:
             logger.debug("dimension %d is not divisible by %s (%d devices): left unsplit", dim, kept, size)
             kept = ()
@@ -153,6 +155,28 @@ def fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
     while fitted and fitted[-1] is None:
         fitted.pop()
     return P(*fitted)
+
+
+def shard_shape(shape: Sequence[int], spec: P, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """The shape of one device's shard of an array of ``shape`` laid out as (fitted) ``spec``."""
+    out = list(shape)
+    for i, entry in enumerate(spec):
+        for axis in (entry if isinstance(entry, tuple) else (entry,)) if entry is not None else ():
+            out[i] //= sizes.get(axis, 1)
+    return tuple(out)
+
+
+def estimate_bytes_per_device(rules: PartitionRules, shapes: Mapping[str, Sequence[int]], sizes: Mapping[str, int],
+                              itemsize: int = 4) -> int:
+    """Bytes of parameters one device holds on a mesh of axis ``sizes`` (computed from shapes, nothing allocated).
+
+    With Adam in float32, training needs about 3x this for params + moments (plus gradients and activations).
+    """
+    specs = check_rules(rules, shapes, allow_unused=True)
+    total = 0
+    for path, shape in shapes.items():
+        total += int(np.prod(shard_shape(shape, fit_spec(specs[path], shape, sizes), sizes), dtype=np.int64))
+    return total * itemsize
 
 
 def param_shardings(rules: PartitionRules, tree: Any, mesh: Mesh, *, what: str = "the model") -> Any:
@@ -194,4 +218,46 @@ def bytes_per_device(tree: Any) -> dict[Any, int]:
     for leaf in jax.tree_util.tree_leaves(tree):
         for shard in getattr(leaf, "addressable_shards", ()):
             out[shard.device] = out.get(shard.device, 0) + shard.data.nbytes
+    return out
+
+
+def gather_to_host(array: Any) -> np.ndarray:
+    """One array, whole, as numpy on this host: a sharded array is gathered from its shards (from every process's
+    devices when it spans several processes); numpy input is returned as is."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(jax.device_get(array))
+
+
+#: A key/value cache leaf [B, L, K, H]: batch over the batch axes, heads over `model` (as q/k/v are split).
+KV_CACHE = P(BATCH_AXES, None, MODEL, None)
+
+
+def constrain_kv_cache(state: Any, mesh: Optional[Mesh]) -> Any:
+    """Inside a jitted program: lay out every ``{"key", "value"}`` cache leaf [B, L, K, H] of ``state`` as
+    ``KV_CACHE`` on ``mesh`` (a no-op without one), so GSPMD keeps the cache split over batch and heads."""
+    if mesh is None:
+        return state
+
+    def leaf(path, x):
+        name = getattr(path[-1], "key", None) if path else None
+        if name in ("key", "value") and getattr(x, "ndim", 0) == 4:
+            return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, fit_spec(KV_CACHE, x.shape, mesh)))
+        return x
+
+    return jax.tree_util.tree_map_with_path(leaf, state)
+
+
+def place_batch(inputs: Mapping[str, Any], mesh: Mesh) -> dict:
+    """Host or device arrays -> arrays on ``mesh``, each split over the batch axes when its leading dimension
+    divides evenly (replicated otherwise); tracers are left to the enclosing jit."""
+    out = {}
+    for name, value in inputs.items():
+        if isinstance(value, jax.core.Tracer) or not hasattr(value, "shape"):
+            out[name] = value
+            continue
+        spec = batch_spec(value.ndim) if value.ndim else P()
+        out[name] = jax.device_put(value, NamedSharding(mesh, fit_spec(spec, value.shape, mesh)))
     return out

@@ -114,3 +114,16 @@ def test_bfloat16_inference_keeps_float32_logits(tmp_path):
     assert rel_err(logits, torch_forward(tm, ids, mask).logits.numpy(), mask == 1) <= 5e-2
     out = fm.generate(ids, attention_mask=mask, max_new_tokens=4)
     assert out.shape == (3, 13) and out.dtype == jnp.int32
+
+
+def test_a_model_made_from_scratch_saves_a_config_transformers_loads(tmp_path):
+    from fxformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                         intermediate_size=48))
+    model.save_pretrained(tmp_path)  # rope_theta was never given: the default base must be written out
+    theirs = transformers.LlamaForCausalLM.from_pretrained(tmp_path).eval()
+    ids = np.arange(1, 9)[None]
+    with torch.no_grad():
+        want = theirs(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(model(input_ids=ids).logits), want, rtol=1e-5, atol=1e-5)

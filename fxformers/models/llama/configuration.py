@@ -46,6 +46,10 @@ class LlamaConfig(PretrainedConfig):
             self.num_key_value_heads = self.num_attention_heads
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.rope_theta is None and not self.rope_parameters:
+            # the default base, written out: a config made from scratch must save a rope base that Transformers 5
+            # reads (it finds no default when both spellings are null)
+            self.rope_theta = rope_parameters(self)["rope_theta"]
 
     def validate(self) -> None:
         kv = getattr(self, "num_key_value_heads", None) or self.num_attention_heads
