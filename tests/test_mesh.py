@@ -29,6 +29,13 @@ TINY_CONFIGS = {
     "llama": [_LLAMA, dict(_LLAMA, attention_bias=True, mlp_bias=True)], "mistral": [_LLAMA], "qwen2": [_LLAMA],
     "t5": [_T5, dict(_T5, feed_forward_proj="gated-gelu")], "mt5": [_T5],
     "bart": [_BART], "mbart": [_BART],
+    "electra": [dict(_BERT, embedding_size=16), dict(_BERT, embedding_size=32)],
+    "albert": [dict(_BERT, embedding_size=16), dict(_BERT, embedding_size=16, num_hidden_layers=2, num_hidden_groups=2,
+                                                    inner_group_num=2)],
+    "deberta-v2": [dict(_BERT, relative_attention=True, pos_att_type="p2c|c2p", position_buckets=8, share_att_key=True,
+                        position_biased_input=False, norm_rel_ebd="layer_norm"),
+                   dict(_BERT, relative_attention=True, pos_att_type=["c2p"], conv_kernel_size=3, type_vocab_size=2,
+                        embedding_size=16)],
 }
 
 
