@@ -111,16 +111,15 @@ def param_shapes(cls, config) -> dict:
 
 
 def assert_partition_rules(classes: list, configs: list):
-    """One family table covers every parameter of every head (over every config), and every rule matches."""
+    """For each config, the family's one table covers every parameter of every head and every rule matches one."""
     from fxformers.sharding import check_rules
 
-    union: dict = {}
     for config in configs:
+        union: dict = {}
         for cls in classes:
-            union.update({f"{cls.__name__}:{p}": s for p, s in param_shapes(cls, config).items()})
-        check_rules(classes[0].partition_rules(config), {k.split(":", 1)[1]: v for k, v in union.items()}, allow_unused=True)
-    rules = classes[0].partition_rules(configs[0])
-    check_rules(rules, {k.split(":", 1)[1]: v for k, v in union.items()}, allow_unused=False)
+            assert cls.partition_rules(config) == classes[0].partition_rules(config), "one rule table per family"
+            union.update(param_shapes(cls, config))
+        check_rules(classes[0].partition_rules(config), union, allow_unused=False, what=type(config).__name__)
 
 
 def assert_sharded_equals_unsharded(model, inputs: dict):

@@ -79,6 +79,7 @@ def test_partition_rules_cover_every_head():
     assert_partition_rules(classes, configs)
 
 
+@pytest.mark.mesh
 def test_sharded_equals_unsharded():
     model = fxformers.AlbertForMaskedLM.from_config(fxformers.AlbertConfig(**CONFIGS["two_groups"]))
     assert_sharded_equals_unsharded(model, batch("ForMaskedLM", VOCAB, 0, 2))

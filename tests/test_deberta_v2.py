@@ -124,6 +124,7 @@ def test_partition_rules_cover_every_head():
     assert_partition_rules(classes, configs)
 
 
+@pytest.mark.mesh
 def test_sharded_equals_unsharded():
     model = fxformers.DebertaV2ForMaskedLM.from_config(fxformers.DebertaV2Config(**CONFIGS["v2"]))
     assert_sharded_equals_unsharded(model, batch("ForMaskedLM", VOCAB, 0, 2))

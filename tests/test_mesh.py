@@ -31,15 +31,17 @@ TINY_CONFIGS = {
     "bart": [_BART], "mbart": [_BART],
     "qwen3": [dict(_LLAMA, head_dim=8)], "gemma": [dict(_LLAMA, head_dim=8)], "gemma2": [dict(_LLAMA, head_dim=8)],
     "gemma3_text": [dict(_LLAMA, head_dim=8)],
-    "electra": [_BERT, dict(_BERT, embedding_size=16)],
-    "albert": [dict(_BERT, embedding_size=16), dict(_BERT, embedding_size=16, num_hidden_groups=2, num_hidden_layers=2)],
-    "deberta-v2": [_BERT, dict(_BERT, relative_attention=True, pos_att_type=["c2p", "p2c"], position_buckets=8,
-                               max_relative_positions=16, conv_kernel_size=3, embedding_size=16,
-                               position_biased_input=False)],
     "mpnet": [_BERT],
     "marian": [_BART, dict(_BART, share_encoder_decoder_embeddings=False, decoder_vocab_size=48)],
     "modernbert": [dict(_BERT, num_hidden_layers=2),
                    dict(_BERT, num_hidden_layers=2, attention_bias=True, mlp_bias=True, decoder_bias=False)],
+    "electra": [dict(_BERT, embedding_size=16), dict(_BERT, embedding_size=32)],
+    "albert": [dict(_BERT, embedding_size=16), dict(_BERT, embedding_size=16, num_hidden_layers=2, num_hidden_groups=2,
+                                                    inner_group_num=2)],
+    "deberta-v2": [dict(_BERT, relative_attention=True, pos_att_type="p2c|c2p", position_buckets=8, share_att_key=True,
+                        position_biased_input=False, norm_rel_ebd="layer_norm"),
+                   dict(_BERT, relative_attention=True, pos_att_type=["c2p"], conv_kernel_size=3, type_vocab_size=2,
+                        embedding_size=16)],
 }
 
 

@@ -53,9 +53,10 @@ def pretraining_table(config) -> ConversionTable:
 
 def partition_rules(config) -> tuple:
     """Megatron-style: q/k/v and ffn split on their outputs over `model`, attention.dense and ffn_output on their
-    inputs; the vocabulary over `model`. The same table serves shared (grouped) layers."""
-    untied = () if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)  # untied vocabulary projection
-    return untied + (
+    inputs; the vocabulary over `model`. The same table serves shared (grouped) layers; built from the config so
+    that every rule matches a parameter (the untied decoder exists only in some)."""
+    heads = "embedding_hidden_mapping_in|pooler|predictions_dense|sop_classifier|classifier|qa_outputs"
+    rules = (
         (r"word_embeddings/embedding$", VOCAB),
         (r"(position|token_type)_embeddings/embedding$", HIDDEN),
         (r"attention/(query|key|value)/kernel$", COLUMN),
@@ -64,7 +65,11 @@ def partition_rules(config) -> tuple:
         (r"albert_layers_\d+/ffn/kernel$", COLUMN),
         (r"albert_layers_\d+/ffn/bias$", COLUMN_BIAS),
         (r"albert_layers_\d+/ffn_output/kernel$", ROW),
-        (r"^(decoder/)?bias$", COLUMN_BIAS),  # the vocabulary bias of the MLM head
-        (r"(embedding_hidden_mapping_in|pooler|predictions_dense|sop_classifier|classifier|qa_outputs)/kernel$", COLUMN),
-        (r"(LayerNorm|layer_norm)/(scale|bias)$|/bias$", REPLICATED),
+        (r"^bias$", COLUMN_BIAS),  # the vocabulary bias of the MLM head
+        (rf"({heads})/kernel$", COLUMN),
+        (r"(LayerNorm|layer_norm)/(scale|bias)$", REPLICATED),
+        (rf"(attention/dense|ffn_output|{heads})/bias$", REPLICATED),
     )
+    if not config.tie_word_embeddings:  # the untied decoder [E, V] and its own bias
+        rules += ((r"^decoder/kernel$", COLUMN), (r"^decoder/bias$", COLUMN_BIAS))
+    return rules

@@ -82,19 +82,34 @@ def masked_lm_table(config) -> ConversionTable:
 
 def partition_rules(config) -> tuple:
     """Megatron-style: q/k/v (and the position projections) split on their outputs over `model`, the attention
-    output and FFN out-projection on their inputs; the vocabulary over `model`."""
-    untied = () if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)  # untied vocabulary projection
-    conv = ((r"conv/conv/kernel$", P_CONV),) if config.conv_kernel_size > 0 else ()  # v2's conv layer
-    return untied + conv + (
+    output and FFN out-projection on their inputs; the vocabulary over `model`. Built from the config so that every
+    rule matches a parameter (position tables, projections, the conv layer and the decoder exist only in some)."""
+    heads = "pooler|classifier|qa_outputs|transform_dense"
+    projections = "query|key|value"
+    if config.relative_attention and not config.share_att_key:
+        projections += "".join(f"|{name}" for t, name in (("c2p", "pos_key"), ("p2c", "pos_query")) if t in config.pos_att)
+    tables = [name for name, present in (("position", config.position_biased_input), ("token_type", config.type_vocab_size > 0)) if present]
+    rules = (
         (r"word_embeddings/embedding$", VOCAB),
-        (r"(position|token_type)_embeddings/embedding$|rel_embeddings/embedding$", HIDDEN),
-        (r"attention/(query|key|value|pos_key|pos_query)_proj/kernel$", COLUMN),
-        (r"attention/(query|key|value|pos_key|pos_query)_proj/bias$", COLUMN_BIAS),
+        (rf"attention/({projections})_proj/kernel$", COLUMN),
+        (rf"attention/({projections})_proj/bias$", COLUMN_BIAS),
         (r"attention/dense/kernel$", ROW),
         (r"layer_\d+/intermediate/kernel$", COLUMN),
         (r"layer_\d+/intermediate/bias$", COLUMN_BIAS),
         (r"layer_\d+/output/kernel$", ROW),
-        (r"^(decoder/)?bias$", COLUMN_BIAS),
-        (r"(embed_proj|pooler|classifier|qa_outputs|transform_dense)/kernel$", COLUMN),
-        (r"LayerNorm/(scale|bias)$|/bias$", REPLICATED),
+        (r"^bias$", COLUMN_BIAS),  # the vocabulary bias of the MLM head
+        (rf"({heads})/kernel$", COLUMN),
+        (r"LayerNorm/(scale|bias)$", REPLICATED),
+        (rf"(attention/dense|layer_\d+/output|{heads})/bias$", REPLICATED),
     )
+    if tables:
+        rules += ((rf"({'|'.join(tables)})_embeddings/embedding$", HIDDEN),)
+    if config.relative_attention:
+        rules += ((r"rel_embeddings/embedding$", HIDDEN),)
+    if config.embedding_width != config.hidden_size:
+        rules += ((r"embeddings/embed_proj/kernel$", COLUMN),)
+    if config.conv_kernel_size > 0:
+        rules += ((r"conv/conv/kernel$", P_CONV), (r"conv/conv/bias$", COLUMN_BIAS))
+    if config.legacy and not config.tie_word_embeddings:  # the untied legacy decoder [E, V] and its own bias
+        rules += ((r"^decoder/kernel$", COLUMN), (r"^decoder/bias$", COLUMN_BIAS))
+    return rules

@@ -52,9 +52,12 @@ def masked_lm_table(config) -> ConversionTable:
 
 def partition_rules(config) -> tuple:
     """Megatron-style over BERT's layout: q/k/v and the FFN in-projection split on their outputs over `model`, the
-    attention output and FFN out-projection on their inputs; the vocabulary over `model`."""
-    untied = () if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)  # untied vocabulary projection
-    return untied + (
+    attention output and FFN out-projection on their inputs; the vocabulary over `model`. Built from the config so
+    that every rule matches a parameter (the projection and the untied generator decoder exist only in some)."""
+    project = config.embedding_size != config.hidden_size
+    heads = "classifier_dense|classifier_out_proj|classifier|qa_outputs|sequence_summary|discriminator_dense|" \
+            "discriminator_dense_prediction|generator_dense"
+    rules = (
         (r"word_embeddings/embedding$", VOCAB),
         (r"(position|token_type)_embeddings/embedding$", HIDDEN),
         (r"attention/(query|key|value)/kernel$", COLUMN),
@@ -64,6 +67,12 @@ def partition_rules(config) -> tuple:
         (r"layer_\d+/intermediate/bias$", COLUMN_BIAS),
         (r"layer_\d+/output/kernel$", ROW),
         (r"^bias$", COLUMN_BIAS),  # the vocabulary bias of the generator head
-        (r"(embeddings_project|classifier\w*|qa_outputs|sequence_summary|discriminator_\w+|generator_dense)/kernel$", COLUMN),
-        (r"(LayerNorm/(scale|bias)|/bias)$", REPLICATED),
+        (rf"({heads})/kernel$", COLUMN),
+        (r"LayerNorm/(scale|bias)$", REPLICATED),
+        (rf"(attention/out|layer_\d+/output|{heads})/bias$", REPLICATED),
     )
+    if project:
+        rules += ((r"embeddings_project/kernel$", COLUMN), (r"embeddings_project/bias$", COLUMN_BIAS))
+    if not config.tie_word_embeddings:
+        rules += ((r"^decoder/kernel$", COLUMN),)  # the untied generator decoder [E, V]
+    return rules
