@@ -107,8 +107,9 @@ class ModernBertModule(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                 deterministic=True, output_attentions=False, output_hidden_states=False):
+                 deterministic=True, output_attentions=False, output_hidden_states=False, token_type_ids=None):
         c = self.config
+        del token_type_ids  # ModernBERT has no token types; ignored, as Transformers does
         x = ModernBertEmbeddings(c, self.dtype, name="embeddings")(input_ids, inputs_embeds, deterministic)
         b, t = x.shape[:2]
         if position_ids is None:
@@ -155,7 +156,7 @@ class _PredictionHead(nn.Module):
 class ModernBertForMaskedLMModule(ModernBertHeadBase):
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
-                 deterministic=True, output_attentions=False, output_hidden_states=False):
+                 deterministic=True, output_attentions=False, output_hidden_states=False, token_type_ids=None):
         c = self.config
         out = self.encode(input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions,
                           output_hidden_states)
@@ -175,7 +176,7 @@ class ModernBertForMaskedLMModule(ModernBertHeadBase):
 class ModernBertForSequenceClassificationModule(ModernBertHeadBase):
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
-                 deterministic=True, output_attentions=False, output_hidden_states=False):
+                 deterministic=True, output_attentions=False, output_hidden_states=False, token_type_ids=None):
         c = self.config
         out = self.encode(input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions,
                           output_hidden_states)
@@ -194,7 +195,7 @@ class ModernBertForSequenceClassificationModule(ModernBertHeadBase):
 class ModernBertForTokenClassificationModule(ModernBertHeadBase):
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
-                 deterministic=True, output_attentions=False, output_hidden_states=False):
+                 deterministic=True, output_attentions=False, output_hidden_states=False, token_type_ids=None):
         c = self.config
         out = self.encode(input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions,
                           output_hidden_states)
@@ -209,7 +210,7 @@ class ModernBertForQuestionAnsweringModule(ModernBertHeadBase):
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
                  start_positions=None, end_positions=None, deterministic=True, output_attentions=False,
-                 output_hidden_states=False):
+                 output_hidden_states=False, token_type_ids=None):
         c = self.config
         out = self.encode(input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions,
                           output_hidden_states)
