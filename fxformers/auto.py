@@ -88,6 +88,7 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForTokenClassification": "ModernBertForTokenClassification",
         "AutoModelForQuestionAnswering": "ModernBertForQuestionAnswering",
         "AutoModelForMaskedLM": "ModernBertForMaskedLM",
+        "AutoModelForMultipleChoice": "ModernBertForMultipleChoice",
     }),
 }
 

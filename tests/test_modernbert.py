@@ -12,7 +12,8 @@ import transformers
 import fxformers
 from fxformers.convert import flatten
 
-HEADS = ["Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering"]
+HEADS = ["Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
+         "ForMultipleChoice"]
 VOCAB = 101
 BASE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=40, num_hidden_layers=4, num_attention_heads=4,
             local_attention=8, global_attn_every_n_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
@@ -38,11 +39,13 @@ def torch_model(head: str, name: str, seed: int = 0, **overrides):
     return getattr(transformers, "ModernBert" + head)(config).eval()
 
 
-def batch(seed: int = 0):
+def batch(seed: int = 0, head: str = ""):
     rng = np.random.RandomState(seed)
     ids = rng.randint(3, VOCAB, (2, 20))  # longer than every window
     mask = np.ones_like(ids)
     ids[1, 13:], mask[1, 13:] = 0, 0
+    if head == "ForMultipleChoice":  # [B, C, T]; the second choice left-padded
+        return {"input_ids": np.stack([ids, ids[::-1]], 1), "attention_mask": np.stack([mask, mask[::-1]], 1)}
     return {"input_ids": ids, "attention_mask": mask}
 
 
@@ -61,10 +64,10 @@ def test_every_head_matches_pytorch(tmp_path, head, name):
     tm = torch_model(head, name)
     tm.save_pretrained(tmp_path)
     fm = getattr(fxformers, "ModernBert" + head).from_pretrained(tmp_path)
-    inputs = batch()
+    inputs = batch(head=head)
     ref = run_torch(tm, inputs, output_hidden_states=True, output_attentions=True)
     out = fm(**inputs, output_hidden_states=True, output_attentions=True)
-    mask = inputs["attention_mask"].astype(bool)
+    mask = inputs["attention_mask"].reshape(-1, 20).astype(bool)
     real = (lambda a: np.asarray(a)[mask]) if head in ("Model", "ForMaskedLM", "ForTokenClassification") else np.asarray
     assert rel(real(out[key(head)]), real(ref[key(head)])) < 1e-5
     if head == "ForQuestionAnswering":
@@ -94,12 +97,13 @@ def test_losses_match_pytorch():
         "ForTokenClassification": [(dict(num_labels=4), {"labels": np.where(mask > 0, rng.randint(0, 4, mask.shape), -100)})],
         "ForQuestionAnswering": [({}, {"start_positions": np.array([1, 200]), "end_positions": np.array([3, 4])})],
         "ForMaskedLM": [({}, {"labels": np.where(rng.rand(*mask.shape) < 0.3, rng.randint(0, VOCAB, mask.shape), -100)})],
+        "ForMultipleChoice": [({}, {"labels": np.array([1, 0])})],
     }
     for head, variants in cases.items():
         for overrides, labels in variants:
             tm = torch_model(head, "biases-mean", **overrides)
             fm = from_torch(tm, head)
-            inputs = {**batch(), **labels}
+            inputs = {**batch(head=head), **labels}
             ref = run_torch(tm, inputs).loss.item()
             assert abs(float(fm(**inputs).loss) - ref) <= 1e-5 * max(1.0, abs(ref)), (head, overrides)
 
@@ -115,7 +119,7 @@ def test_save_pretrained_round_trip_and_both_config_spellings(tmp_path, name):
         back, info = getattr(transformers, "ModernBert" + head).from_pretrained(
             tmp_path / head, output_loading_info=True, attn_implementation="eager")  # as tm: fully masked rows agree
         assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-        inputs = batch()
+        inputs = batch(head=head)
         ref = run_torch(tm, inputs)[key(head)]
         assert rel(run_torch(back.eval(), inputs)[key(head)], ref) < 1e-5
         if legacy is not None:
