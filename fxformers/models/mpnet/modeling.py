@@ -216,6 +216,7 @@ from ...convert import linear  # noqa: E402
 class MPNetPreTrainedModel(BertPreTrainedModel):
     config_class = MPNetConfig
     base_model_prefix = "mpnet"
+    vocab_params = BertPreTrainedModel.vocab_params + ((r"^decoder/bias$", 0),)
 
     @classmethod
     def partition_rules(cls, config):
