@@ -134,6 +134,7 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForTokenClassification": "ModernBertForTokenClassification",
         "AutoModelForQuestionAnswering": "ModernBertForQuestionAnswering",
         "AutoModelForMaskedLM": "ModernBertForMaskedLM",
+        "AutoModelForMultipleChoice": "ModernBertForMultipleChoice",
     }),
 }
 

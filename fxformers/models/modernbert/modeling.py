@@ -21,6 +21,7 @@ from ...ops.rotary import apply_rotary, cos_sin
 from ...outputs import (
     BaseModelOutput,
     MaskedLMOutput,
+    MultipleChoiceModelOutput,
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
@@ -107,8 +108,9 @@ class ModernBertModule(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                 deterministic=True, output_attentions=False, output_hidden_states=False):
+                 deterministic=True, output_attentions=False, output_hidden_states=False, token_type_ids=None):
         c = self.config
+        del token_type_ids  # ModernBERT has no token types; ignored, as Transformers does
         x = ModernBertEmbeddings(c, self.dtype, name="embeddings")(input_ids, inputs_embeds, deterministic)
         b, t = x.shape[:2]
         if position_ids is None:
@@ -155,7 +157,7 @@ class _PredictionHead(nn.Module):
 class ModernBertForMaskedLMModule(ModernBertHeadBase):
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
-                 deterministic=True, output_attentions=False, output_hidden_states=False):
+                 deterministic=True, output_attentions=False, output_hidden_states=False, token_type_ids=None):
         c = self.config
         out = self.encode(input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions,
                           output_hidden_states)
@@ -175,7 +177,7 @@ class ModernBertForMaskedLMModule(ModernBertHeadBase):
 class ModernBertForSequenceClassificationModule(ModernBertHeadBase):
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
-                 deterministic=True, output_attentions=False, output_hidden_states=False):
+                 deterministic=True, output_attentions=False, output_hidden_states=False, token_type_ids=None):
         c = self.config
         out = self.encode(input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions,
                           output_hidden_states)
@@ -194,7 +196,7 @@ class ModernBertForSequenceClassificationModule(ModernBertHeadBase):
 class ModernBertForTokenClassificationModule(ModernBertHeadBase):
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
-                 deterministic=True, output_attentions=False, output_hidden_states=False):
+                 deterministic=True, output_attentions=False, output_hidden_states=False, token_type_ids=None):
         c = self.config
         out = self.encode(input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions,
                           output_hidden_states)
@@ -209,7 +211,7 @@ class ModernBertForQuestionAnsweringModule(ModernBertHeadBase):
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
                  start_positions=None, end_positions=None, deterministic=True, output_attentions=False,
-                 output_hidden_states=False):
+                 output_hidden_states=False, token_type_ids=None):
         c = self.config
         out = self.encode(input_ids, attention_mask, position_ids, inputs_embeds, deterministic, output_attentions,
                           output_hidden_states)
@@ -221,6 +223,33 @@ class ModernBertForQuestionAnsweringModule(ModernBertHeadBase):
         if start_positions is not None and end_positions is not None:
             loss = span_loss(start, end, start_positions, end_positions)
         return QuestionAnsweringModelOutput(loss, start, end, out.hidden_states, out.attentions)
+
+
+class ModernBertForMultipleChoiceModule(ModernBertHeadBase):
+    """Choices flattened into the batch; ``cls`` pools each row's first attended token (left padding allowed)."""
+
+    @nn.compact
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
+                 deterministic=True, output_attentions=False, output_hidden_states=False, token_type_ids=None):
+        c = self.config
+        ref = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        b, num_choices = ref.shape[:2]
+        flat = lambda a: None if a is None else a.reshape((b * num_choices,) + a.shape[2:])  # [B, C, T] -> [B*C, T]
+        attention_mask = flat(attention_mask)
+        out = self.encode(flat(input_ids), attention_mask, flat(position_ids), flat(inputs_embeds), deterministic,
+                          output_attentions, output_hidden_states)
+        h = out.last_hidden_state  # [B*C, T, D]
+        m = jnp.ones(h.shape[:2], jnp.int32) if attention_mask is None else attention_mask
+        if c.classifier_pooling == "cls":
+            first = jnp.argmax(m, axis=-1)  # [B*C]
+            pooled = jnp.take_along_axis(h, first[:, None, None], axis=1)[:, 0]  # [B*C, D]
+        else:
+            w = m.astype(h.dtype)
+            pooled = (h * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+        x = nn.Dropout(c.classifier_dropout)(_PredictionHead(c, self.dtype, name="head")(pooled), deterministic=deterministic)
+        logits = dense(c, 1, True, self.dtype, "classifier")(x).reshape(b, num_choices).astype(jnp.float32)
+        loss = None if labels is None else cross_entropy(logits, labels)
+        return MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions)
 
 
 # -- public classes ----------------------------------------------------------------------------------------------
@@ -278,3 +307,12 @@ class ModernBertForTokenClassification(ModernBertPreTrainedModel):
 class ModernBertForQuestionAnswering(ModernBertPreTrainedModel):
     module_class = ModernBertForQuestionAnsweringModule
     conversion_table = classmethod(_classifier_table)
+
+
+class ModernBertForMultipleChoice(ModernBertPreTrainedModel):
+    module_class = ModernBertForMultipleChoiceModule
+    conversion_table = classmethod(_classifier_table)
+
+    def dummy_inputs(self):
+        ids = jnp.ones((1, 2, 8), jnp.int32)
+        return {"input_ids": ids, "attention_mask": ids}

@@ -143,8 +143,7 @@ class MPNetModule(nn.Module):
         self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         deterministic=True, output_attentions=False, output_hidden_states=False,
     ):
-        if token_type_ids is not None:
-            raise ValueError("MPNet has no token type embeddings: call it without token_type_ids.")
+        del token_type_ids  # MPNet has no token types; ignored, as Transformers does (a BERT tokenizer sends them)
         x = self.embeddings(input_ids, position_ids, inputs_embeds, deterministic)  # [B, T, D]
         if attention_mask is None:
             attention_mask = jnp.ones(x.shape[:2], jnp.int32)
@@ -217,6 +216,7 @@ from ...convert import linear  # noqa: E402
 class MPNetPreTrainedModel(BertPreTrainedModel):
     config_class = MPNetConfig
     base_model_prefix = "mpnet"
+    vocab_params = BertPreTrainedModel.vocab_params + ((r"^decoder/bias$", 0),)
 
     @classmethod
     def partition_rules(cls, config):
