@@ -45,7 +45,7 @@ from .sharding import (
     shard_batch,
     state_sharding,
 )
-from .steps import make_eval_step, make_train_step
+from .steps import make_eval_step, make_train_step, master_weights
 from .train_state import TrainState
 
 logger = logging.getLogger(__name__)
@@ -325,7 +325,7 @@ class Trainer:
                 num_warmup_steps=a.get_warmup_steps(num_training_steps), lr_scheduler_type=a.lr_scheduler_type,
                 lr_scheduler_kwargs=a.lr_scheduler_kwargs or None, weight_decay=a.weight_decay,
                 adam_beta1=a.adam_beta1, adam_beta2=a.adam_beta2, adam_epsilon=a.adam_epsilon,
-                max_grad_norm=a.max_grad_norm, frozen=a.frozen_parameters,
+                max_grad_norm=a.max_grad_norm, frozen=self._frozen(),
             )
         return self.optimizer, self.lr_schedule
 
@@ -333,8 +333,12 @@ class Trainer:
         min_size = (self.args.fsdp_config or {}).get("min_num_params", FSDP_MIN_SIZE)
         return state_sharding(state, self.mesh, fsdp=bool(self.args.fsdp), min_size=min_size)
 
+    def _frozen(self):
+        """args.frozen_parameters, else what the model freezes itself (an adapted model: all but its adapter)."""
+        return self.args.frozen_parameters or getattr(self.model, "frozen_parameters", None)
+
     def _fresh_state(self, tx) -> TrainState:
-        params = jax.tree_util.tree_map(lambda p: jnp.array(p, dtype=jnp.float32, copy=True), self.model.params)
+        params = master_weights(self.model.params, self._frozen())
         state = TrainState.create(params, tx, self.args.seed)
         return jax.device_put(state, self._state_shardings(state))
 
@@ -369,7 +373,7 @@ class Trainer:
 
         accumulation = args.gradient_accumulation_steps
         train_step = make_train_step(
-            self.model, tx, schedule=schedule, frozen=args.frozen_parameters,
+            self.model, tx, schedule=schedule, frozen=self._frozen(),
             compute_dtype=jnp.bfloat16 if args.bf16 else None, accumulation_steps=accumulation,
             state_sharding=shardings, batch_sharding=batch_sharding(self.mesh, 1 if accumulation > 1 else 0),
         )
