@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from ..convert import IDENTITY
-from .config import DEFAULT_TARGET_MODULES, LoraConfig
+from .config import CLASSIFIER_MODULE_NAMES, DEFAULT_TARGET_MODULES, LoraConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,9 @@ def resolve(model_class: type, model_config: Any, shapes: dict, config: LoraConf
                 saved.append(path)
                 saved_modules.add(module)
                 break
-    requested = [n for n in (config.modules_to_save or []) if not any(m.endswith(n) for m in saved_modules)]
+    # (PEFT itself adds "classifier" and "score" for classification tasks, whichever exists)
+    requested = [n for n in (config.modules_to_save or []) if n not in CLASSIFIER_MODULE_NAMES
+                 and not any(m.endswith(n) for m in saved_modules)]
     if requested:
         raise ValueError(f"modules_to_save names {requested}, which match no module of {model_class.__name__}.")
 
