@@ -274,3 +274,33 @@ def test_quantized_base_memory(references):
     for precision, tolerance in (("int8", 0.05), ("nf4", 0.3)):
         quantized = np.asarray(get_peft_model(base, config, base_precision=precision)(**batch).logits)
         assert rel(quantized, full) < tolerance, precision
+
+
+def test_train_recipe_with_lora_section(tmp_path):
+    import json
+    import shutil
+
+    from fxformers.testing_assets import minilm_path
+    from fxformers.training.recipes import train_from_config
+
+    model_dir = tmp_path / "tiny"
+    config = fxformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=48, max_position_embeddings=64)
+    fxformers.BertForSequenceClassification(config).save_pretrained(model_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm_path() / name).is_file():
+            shutil.copy(minilm_path() / name, model_dir / name)
+    rows = ["text,label"] + [f"the film was {w},{lab}" for w, lab in [("great", "pos"), ("awful", "neg")] * 4]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "run.yaml").write_text(
+        f"task: text-classification\nmodel_name_or_path: {model_dir}\ntrain_file: {tmp_path / 'train.csv'}\n"
+        f"max_seq_length: 16\nlora:\n  r: 4\n  lora_alpha: 8\n  target_modules: [query, value]\n"
+        f"training:\n  output_dir: {tmp_path / 'out'}\n  per_device_train_batch_size: 4\n  max_steps: 2\n"
+        "  save_strategy: 'no'\n  disable_tqdm: true\n")
+    metrics = train_from_config(tmp_path / "run.yaml", ["--lora.r", "2"])
+    assert np.isfinite(metrics["train_loss"])
+    saved = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert saved["r"] == 2 and saved["task_type"] == "SEQ_CLS" and (tmp_path / "out" / "adapter_model.safetensors").is_file()
+    base = fxformers.BertForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    loaded = PeftModel.from_pretrained(base, tmp_path / "out")  # the classifier copy came along (modules_to_save)
+    assert "classifier/kernel" in fxformers.convert.flatten(loaded.adapter_params())
