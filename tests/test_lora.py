@@ -203,7 +203,7 @@ def trainable_base():
     """A tiny Llama whose (frozen) output layer is large enough to express confident predictions."""
     config = fxformers.LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                   initializer_range=0.3)
+                                   initializer_range=0.3, rope_theta=10000.0)
     return fxformers.LlamaForCausalLM.from_config(config)
 
 
@@ -220,7 +220,7 @@ def _assert_only_adapter_changed(model, params) -> None:
         assert np.asarray(after[path]).dtype == np.asarray(value).dtype or not frozen(path, value), path
 
 
-def test_lora_train_step_trains_only_the_adapter(trainable_base):
+def test_lora_train_step_trains_only_the_adapter(trainable_base, tmp_path):
     model = get_peft_model(trainable_base, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
                                                       lora_dropout=0.05))
     tx = create_optimizer(1e-2, lr_scheduler_type="constant", frozen=model.frozen_parameters).tx
@@ -235,6 +235,16 @@ def test_lora_train_step_trains_only_the_adapter(trainable_base):
         losses.append(float(metrics["loss"]))
     assert losses[-1] < 0.5 * losses[0], losses
     _assert_only_adapter_changed(model, state.params)
+    # the trained adapter loads in PyTorch PEFT with the same logits
+    model.params = state.params
+    trainable_base.save_pretrained(tmp_path / "base")
+    model.save_pretrained(tmp_path / "adapter")
+    torch_base = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base").eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch_model = peft.PeftModel.from_pretrained(torch_base, tmp_path / "adapter").eval()
+    assert [str(w.message) for w in caught if "peft" in w.filename] == []
+    assert rel(torch_logits(torch_model, {"input_ids": batch["input_ids"]}), model(batch["input_ids"]).logits) < 1e-5
 
 
 def test_qlora_trainer_bf16_accumulation_and_save(trainable_base, tmp_path):
@@ -304,3 +314,11 @@ def test_train_recipe_with_lora_section(tmp_path):
     base = fxformers.BertForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     loaded = PeftModel.from_pretrained(base, tmp_path / "out")  # the classifier copy came along (modules_to_save)
     assert "classifier/kernel" in fxformers.convert.flatten(loaded.adapter_params())
+    # pipelines run adapted models (unpadded encoder execution included) as the merged model
+    texts = ["the film was great", "awful"]
+    adapted = fxformers.pipeline("text-classification", model=loaded, tokenizer=str(model_dir), top_k=None)(texts)
+    merged = fxformers.pipeline("text-classification", model=loaded.merge_and_unload(), tokenizer=str(model_dir),
+                                top_k=None)(texts)
+    for a, m in zip(adapted, merged):
+        assert [x["label"] for x in a] == [x["label"] for x in m]
+        np.testing.assert_allclose([x["score"] for x in a], [x["score"] for x in m], rtol=1e-5)

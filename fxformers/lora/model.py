@@ -226,6 +226,17 @@ class PeftModel:
             folder = Path(save_directory) if name == "default" else Path(save_directory, name)
             write_adapter(self, name, folder)
 
+    def astype(self, dtype: Any) -> "PeftModel":
+        """A copy computing in ``dtype``, float leaves cast (quantised kernels stay quantised)."""
+        from ..modeling import resolve_dtype
+
+        dtype = resolve_dtype(dtype)
+        cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+        new = copy.copy(self)
+        new.params, new.dtype = jax.tree_util.tree_map(cast, self.params), dtype
+        new.module = new.module_class(config=self.config, dtype=dtype)
+        return new
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.config.model_type}, adapters {sorted(self.peft_config)}, "
                 f"active {self.active_adapter!r})")
