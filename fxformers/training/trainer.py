@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..optimization import create_optimizer
+from ..optimization import create_optimizer, freeze_union
 from . import checkpointing
 from .collators import DataCollatorWithPadding, default_data_collator
 from .sharding import (
@@ -334,8 +334,8 @@ class Trainer:
         return state_sharding(state, self.mesh, fsdp=bool(self.args.fsdp), min_size=min_size)
 
     def _frozen(self):
-        """args.frozen_parameters, else what the model freezes itself (an adapted model: all but its adapter)."""
-        return self.args.frozen_parameters or getattr(self.model, "frozen_parameters", None)
+        """args.frozen_parameters plus what the model freezes itself (an adapted model: all but its adapter)."""
+        return freeze_union(self.args.frozen_parameters, getattr(self.model, "frozen_parameters", None))
 
     def _fresh_state(self, tx) -> TrainState:
         params = master_weights(self.model.params, self._frozen())
