@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "PretrainedConfig": "fxformers.configuration",
+    "create_mesh": "fxformers.sharding",
     "PreTrainedModel": "fxformers.modeling",
     "AutoConfig": "fxformers.auto",
     "AutoModel": "fxformers.auto",

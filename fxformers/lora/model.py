@@ -188,10 +188,22 @@ class PeftModel:
         trainable, total = self.get_nb_trainable_parameters()
         return trainable if only_trainable else total
 
+    def param_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """{flat param path: ShapeDtypeStruct} of the params as they are (adapter and quantised leaves included)."""
+        return {p: jax.ShapeDtypeStruct(np.shape(v), v.dtype) for p, v in flatten(self.params).items()}
+
+    def resolved_partition_rules(self) -> Any:
+        """The base's partition rules, after rules that replicate the adapter and quantised-kernel leaves (they are
+        small; splitting adapters over the ``model`` axis is not implemented yet)."""
+        from jax.sharding import PartitionSpec
+
+        extra = [(r"/lora_[AB]$", PartitionSpec()), (r"/kernel_(q|scale|nf4|absmax)$", PartitionSpec())]
+        return extra + list(super().resolved_partition_rules())
+
     # -- merging and saving ----------------------------------------------------------------------------------------------
     def get_base_model(self) -> Any:
         """The base model (adapters removed, not merged)."""
-        return self.base_model_class._from_parts(self.config, unflatten(self._base_flat()), self.dtype.name)
+        return self.base_model_class._from_parts(self.config, unflatten(self._base_flat()), self.dtype.name, self.mesh)
 
     def unload(self) -> Any:
         return self.get_base_model()
@@ -213,7 +225,7 @@ class PeftModel:
         for path in self._targets[self.active_adapter].saved:
             flat[path] = jnp.asarray(flat[path], self._originals[path].dtype)
         merged = unflatten(_dequantize_rest(flat, self._base_shapes, self.dtype))
-        return self.base_model_class._from_parts(self.config, merged, self.dtype.name)
+        return self.base_model_class._from_parts(self.config, merged, self.dtype.name, self.mesh)
 
     def save_pretrained(self, save_directory: str | os.PathLike, selected_adapters: Optional[list[str]] = None,
                         **_: Any) -> None:

@@ -9,7 +9,7 @@ from .collators import (
     DefaultDataCollator,
     default_data_collator,
 )
-from .sharding import create_mesh, initialize_distributed, shard_batch, state_sharding
+from .sharding import create_mesh, initialize_distributed, shard_batch, train_state_shardings
 from .steps import make_eval_step, make_train_step
 from .train_state import TrainState
 from .trainer import EvalPrediction, NonFiniteLossError, PredictionOutput, Trainer, TrainingArguments, TrainOutput
@@ -19,5 +19,5 @@ __all__ = [
     "DataCollatorWithPadding", "DefaultDataCollator", "EvalPrediction", "NonFiniteLossError", "PredictionOutput",
     "TrainOutput", "TrainState", "Trainer", "TrainingArguments", "create_mesh", "default_data_collator",
     "initialize_distributed", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "make_eval_step",
-    "make_train_step", "save_checkpoint", "shard_batch", "state_sharding",
+    "make_train_step", "save_checkpoint", "shard_batch", "train_state_shardings",
 ]

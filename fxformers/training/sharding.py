@@ -1,10 +1,9 @@
-"""Device meshes and shardings for training: data parallel by default, FSDP-style as an option.
+"""Training on the device mesh: the train state laid out by the model's partition rules, batches over the batch axes.
 
-One code path for one CPU, one GPU, many devices on a host, or many hosts: the mesh has a single ``data`` axis over
-every visible device (``jax.devices()``, all processes). Batches are split along their batch axis over it. Params
-and optimizer state are replicated (data parallel) or, with ``fsdp=True``, each array is split along its largest
-axis that divides by the device count (small arrays stay replicated). ``jit`` inserts the collectives, and the
-update is the global-batch mean whatever the device count.
+The mesh and the rules live at the core (``fxformers.sharding``); this module adds what only training needs. The
+parameters of the ``TrainState`` take the shardings the partition rules give them; every optimizer-state array
+that mirrors a parameter (Adam's moments) takes that parameter's sharding; scalars and everything else are
+replicated. ``jit`` inserts the collectives, and the update is the global-batch mean whatever the layout.
 
 On several hosts call ``initialize_distributed()`` (``jax.distributed.initialize``) first; each process then
 feeds its own slice of the global batch (``shard_batch`` builds the global array from the local pieces).
@@ -14,16 +13,18 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ..convert import flatten
+from ..sharding import FSDP, batch_sharding, batch_shards, create_mesh, replicated  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
 
-DATA_AXIS = "data"
-FSDP_MIN_SIZE = 2**14  # arrays smaller than this (biases, norms, scalars) stay replicated under FSDP
+FSDP_MIN_SIZE = 2**14  # with fsdp_config={"min_num_params": n}: arrays smaller than n are not split over fsdp
 
 
 def initialize_distributed(**kwargs: Any) -> None:
@@ -40,42 +41,44 @@ def initialize_distributed(**kwargs: Any) -> None:
 _distributed_initialized = False
 
 
-def create_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
-    """A 1-D mesh with axis ``data`` over ``devices`` (default: every device of every process)."""
-    devices = list(jax.devices() if devices is None else devices)
-    return Mesh(np.array(devices), (DATA_AXIS,))
+def train_state_shardings(state: Any, params_sharding: Mapping[str, NamedSharding], mesh: Mesh,
+                          fsdp_min_size: int = 0) -> Any:
+    """A ``NamedSharding`` per leaf of ``state`` (a TrainState of arrays or ShapeDtypeStructs).
+
+    ``params_sharding`` is {flat param path: sharding}. A leaf whose path ends in a param path with that param's
+    shape (the param itself, Adam's ``mu``/``nu`` for it) takes its sharding; anything else is replicated. With
+    ``fsdp_min_size``, arrays smaller than that many elements are not split over ``fsdp``.
+    """
+    def leaf(path, x):
+        keys = [str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey)]
+        sharding = params_sharding.get("/".join(keys))
+        shape = tuple(getattr(x, "shape", ()))
+        if sharding is None or not keys:
+            return replicated(mesh)
+        if fsdp_min_size and int(np.prod(shape, dtype=np.int64)) < fsdp_min_size:
+            sharding = NamedSharding(mesh, _without_axis(sharding.spec, FSDP))
+        return sharding
+
+    return jax.tree_util.tree_map_with_path(leaf, state)
 
 
-def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
-    """Split the batch axis (after ``leading_axes`` unsplit axes, e.g. 1 for ``[A, B, ...]`` micro-batches)."""
-    return NamedSharding(mesh, P(*([None] * leading_axes), DATA_AXIS))
+def _without_axis(spec: P, axis: str) -> P:
+    out = []
+    for entry in spec:
+        if isinstance(entry, tuple):
+            kept = tuple(a for a in entry if a != axis)
+            out.append(kept if len(kept) > 1 else (kept[0] if kept else None))
+        else:
+            out.append(None if entry == axis else entry)
+    return P(*out)
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P())
+def flat_param_shardings(model: Any, params: Any, mesh: Mesh) -> dict[str, NamedSharding]:
+    """{flat param path: sharding} of ``params`` (arrays or shapes) on ``mesh`` by ``model``'s partition rules."""
+    from ..sharding import param_shardings
 
-
-def fsdp_spec(shape: Sequence[int], num_shards: int, min_size: int = FSDP_MIN_SIZE) -> P:
-    """Split the largest axis that divides by ``num_shards``; replicate small or indivisible arrays."""
-    if num_shards <= 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
-        return P()
-    for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
-        if shape[axis] % num_shards == 0:
-            spec: list = [None] * len(shape)
-            spec[axis] = DATA_AXIS
-            return P(*spec)
-    return P()
-
-
-def state_sharding(tree: Any, mesh: Mesh, fsdp: bool = False, min_size: int = FSDP_MIN_SIZE) -> Any:
-    """A ``NamedSharding`` per leaf of ``tree`` (arrays or ShapeDtypeStructs): replicated, or FSDP-split."""
-    size = mesh.devices.size
-
-    def leaf(x: Any) -> NamedSharding:
-        shape = getattr(x, "shape", ())
-        return NamedSharding(mesh, fsdp_spec(shape, size, min_size) if fsdp else P())
-
-    return jax.tree_util.tree_map(leaf, tree)
+    rules = model.resolved_partition_rules()
+    return flatten(param_shardings(rules, params, mesh, what=type(model).__name__))
 
 
 def shard_batch(batch: dict, sharding: NamedSharding) -> dict:
@@ -90,7 +93,21 @@ def shard_batch(batch: dict, sharding: NamedSharding) -> dict:
 
 
 def check_divisible(global_batch: int, mesh: Mesh, what: str = "batch") -> None:
-    size = mesh.devices.size
+    size = batch_shards(mesh)
     if global_batch % size:
-        raise ValueError(f"The global {what} size {global_batch} does not divide over {size} devices; "
-                         "use a per-device batch size (global = per device x devices).")
+        raise ValueError(f"The global {what} size {global_batch} does not divide over the mesh's {size} batch shards "
+                         "(data x fsdp); use a per-device batch size (global = per device x batch shards).")
+
+
+def mesh_for_training(model: Any, fsdp: Any = False, tensor_parallel_size: int = 1) -> Mesh:
+    """The model's own mesh when it was loaded onto one, else one over every device: ``fsdp`` splits params over
+    all the devices that tensor parallelism leaves, otherwise they are data parallel."""
+    if model.mesh is not None:
+        tp = model.mesh.shape.get("model", 1)
+        if tensor_parallel_size not in (1, tp):
+            raise ValueError(f"tensor_parallel_size={tensor_parallel_size}, but the model lives on a mesh with "
+                             f"model={tp}; load the model on the mesh you want, or leave tensor_parallel_size at 1.")
+        return model.mesh
+    if fsdp:
+        return create_mesh(data=1, fsdp=-1, model=tensor_parallel_size)
+    return create_mesh(data=-1, model=tensor_parallel_size)

@@ -149,14 +149,14 @@ def split_trainable(params: Any, mask: Any) -> tuple[list, Callable[[list], Any]
     return trainable, lambda t: merge(t, lambda leaf: leaf), lambda g: merge(g, lambda leaf: jnp.zeros((), leaf.dtype))
 
 
-def master_weights(params: Any, frozen: FreezeSpec = None) -> Any:
-    """Fresh copies of the params for a ``TrainState``: trainable float leaves in float32 (master weights), frozen
-    leaves in their own dtype (a bfloat16 or quantised frozen base stays small)."""
+def master_weights(params: Any, frozen: FreezeSpec = None, dtype: Any = jnp.float32) -> Any:
+    """Fresh copies of the params for a ``TrainState``: trainable float leaves in ``dtype`` (float32 master
+    weights), frozen leaves in their own dtype (a bfloat16 or quantised frozen base stays small)."""
     mask = trainable_mask(params, frozen) if frozen is not None else jax.tree_util.tree_map(lambda _: True, params)
 
     def copy(trains: bool, p: Any) -> jax.Array:
         floating = jnp.issubdtype(jnp.asarray(p).dtype, jnp.floating)
-        return jnp.array(p, dtype=jnp.float32 if trains and floating else None, copy=True)
+        return jnp.array(p, dtype=dtype if trains and floating else None, copy=True)
 
     return jax.tree_util.tree_map(copy, mask, params)
 

@@ -35,15 +35,15 @@ import numpy as np
 from ..optimization import create_optimizer, freeze_union
 from . import checkpointing
 from .collators import DataCollatorWithPadding, default_data_collator
+from ..sharding import batch_sharding, batch_shards
 from .sharding import (
     FSDP_MIN_SIZE,
-    batch_sharding,
     check_divisible,
-    create_mesh,
+    flat_param_shardings,
     initialize_distributed,
-    replicated,
+    mesh_for_training,
     shard_batch,
-    state_sharding,
+    train_state_shardings,
 )
 from .steps import make_eval_step, make_train_step, master_weights
 from .train_state import TrainState
@@ -89,9 +89,13 @@ class TrainOutput(NamedTuple):
 class TrainingArguments:
     """Transformers' training arguments (same names, defaults and meanings) that apply to fxformers.
 
-    Batch sizes are per device: the global batch is ``per_device_train_batch_size x jax.device_count()``.
-    fxformers additions: ``fsdp`` (True or "full_shard": shard params and optimizer state over the devices;
-    ``fsdp_config={"min_num_params": n}`` keeps arrays under n elements replicated, default 16384),
+    Batch sizes are per batch shard: the global batch is ``per_device_train_batch_size x (data x fsdp)`` of the
+    mesh (every device without tensor parallelism).
+    Layout: the model's own mesh when it was loaded with ``mesh=`` (any data/fsdp/model layout), else
+    ``fsdp`` (True or "full_shard": params and optimizer state split over every device by the partition rules;
+    ``fsdp_config={"min_num_params": n}`` keeps arrays under n elements unsplit over fsdp, default 16384) and
+    ``tensor_parallel_size`` (the ``model`` axis). fxformers additions: ``param_dtype`` ("bfloat16": master
+    params and optimizer state in bf16, for large models; default float32),
     ``nan_inf_policy`` ("stop" or "skip"), ``frozen_parameters`` (parameter-path prefixes to freeze, e.g.
     ``["bert/embeddings", "bert/encoder"]``).
     """
@@ -135,6 +139,8 @@ class TrainingArguments:
     run_name: Optional[str] = None
     fsdp: Union[bool, str] = False
     fsdp_config: Optional[dict] = None
+    tensor_parallel_size: int = 1
+    param_dtype: Optional[str] = None
     nan_inf_policy: str = "stop"
     frozen_parameters: Optional[list] = None
 
@@ -241,8 +247,8 @@ class Trainer:
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.compute_metrics = compute_metrics
         self.optimizer, self.lr_schedule = optimizers
-        self.mesh = create_mesh()
-        self.num_devices = self.mesh.devices.size
+        self.mesh = mesh_for_training(model, self.args.fsdp, self.args.tensor_parallel_size)
+        self.num_devices = batch_shards(self.mesh)  # the batch is split over data x fsdp
         self.log_history: list[dict] = []
         self.train_state: Optional[TrainState] = None
         self.global_step = 0
@@ -330,17 +336,30 @@ class Trainer:
         return self.optimizer, self.lr_schedule
 
     def _state_shardings(self, state: Any) -> Any:
-        min_size = (self.args.fsdp_config or {}).get("min_num_params", FSDP_MIN_SIZE)
-        return state_sharding(state, self.mesh, fsdp=bool(self.args.fsdp), min_size=min_size)
+        min_size = (self.args.fsdp_config or {}).get("min_num_params", FSDP_MIN_SIZE) if self.args.fsdp_config else 0
+        return train_state_shardings(state, self._param_shardings(state.params), self.mesh, min_size)
 
     def _frozen(self):
         """args.frozen_parameters plus what the model freezes itself (an adapted model: all but its adapter)."""
         return freeze_union(self.args.frozen_parameters, getattr(self.model, "frozen_parameters", None))
 
-    def _fresh_state(self, tx) -> TrainState:
-        params = master_weights(self.model.params, self._frozen())
-        state = TrainState.create(params, tx, self.args.seed)
-        return jax.device_put(state, self._state_shardings(state))
+    def _param_shardings(self, params: Any) -> dict:
+        return flat_param_shardings(self.model, params, self.mesh)
+
+    def _fresh_state(self, tx) -> tuple[TrainState, Any]:
+        """The initial state created directly in its shards (``jit`` with ``out_shardings``): no full-size
+        parameter or optimizer-state array is ever placed on one device. The model's params are moved onto the
+        mesh first (each to its own shards)."""
+        if self.model.mesh is not self.mesh:
+            self.model.shard(self.mesh)
+        dtype = jnp.dtype(self.args.param_dtype) if self.args.param_dtype else jnp.float32
+        seed, frozen = self.args.seed, self._frozen()
+
+        def create(params):  # trainable leaves in `dtype`; frozen ones (a bf16 / quantised base) keep theirs
+            return TrainState.create(master_weights(params, frozen, dtype), tx, seed)
+
+        shardings = self._state_shardings(jax.eval_shape(create, self.model.params))
+        return jax.jit(create, out_shardings=shardings)(self.model.params), shardings
 
     # -- training -------------------------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: Union[None, bool, str] = None, **_: Any) -> TrainOutput:
@@ -358,8 +377,7 @@ class Trainer:
             raise ValueError("The train_dataset is empty.")
         total_steps = self._num_training_steps(len(data))
         tx, schedule = self.create_optimizer_and_scheduler(total_steps)
-        state = self._fresh_state(tx)
-        shardings = self._state_shardings(state)
+        state, shardings = self._fresh_state(tx)
 
         resume_from_checkpoint = resume_from_checkpoint if resume_from_checkpoint is not None else args.resume_from_checkpoint
         if resume_from_checkpoint is True:
@@ -452,8 +470,12 @@ class Trainer:
         data = _Examples(dataset)
         if len(data) == 0:
             raise ValueError(f"The {prefix} dataset is empty.")
-        params = self.train_state.params if self.train_state is not None else \
-            jax.device_put(self.model.params, replicated(self.mesh))
+        if self.train_state is not None:
+            params = self.train_state.params
+        else:  # the model's params on the mesh, each in its own shards
+            if self.model.mesh is not self.mesh:
+                self.model.shard(self.mesh)
+            params = self.model.params
         if self._eval_step is None:
             self._eval_step = make_eval_step(self.model, compute_dtype=jnp.bfloat16 if self.args.bf16 else None)
         size = self.args.per_device_eval_batch_size * self.num_devices

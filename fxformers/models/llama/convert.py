@@ -1,6 +1,7 @@
 """Llama-family conversion rules (Llama, Mistral, Qwen2 share the key names)."""
 
 from ...convert import ConversionTable, Rule, embedding, linear
+from ...sharding import COLUMN, COLUMN_BIAS, REPLICATED, ROW, VOCAB
 
 BUFFERS = (r"rotary_emb\.inv_freq$",)
 
@@ -29,3 +30,25 @@ def causal_lm_table(config) -> ConversionTable:
     if config.tie_word_embeddings:
         return table + ConversionTable([], (r"^lm_head\.weight$",))
     return table + ConversionTable(linear("lm_head", "lm_head", bias=False))
+
+
+def partition_rules(config) -> tuple:
+    """Megatron-style: q/k/v and gate/up split on their outputs over `model`, o/down on their inputs."""
+    qkv, o, mlp = config.qkv_bias(), config.o_bias(), bool(config.mlp_bias)
+    rules = [
+        (r"embed_tokens/embedding$", VOCAB),
+        (r"self_attn/(q|k|v)_proj/kernel$", COLUMN),
+        (r"self_attn/o_proj/kernel$", ROW),
+        (r"mlp/(gate|up)_proj/kernel$", COLUMN),
+        (r"mlp/down_proj/kernel$", ROW),
+        (r"norm/weight$", REPLICATED),
+    ]
+    if not config.tie_word_embeddings:
+        rules.append((r"^lm_head/kernel$", COLUMN))
+    if qkv:
+        rules.append((r"self_attn/(q|k|v)_proj/bias$", COLUMN_BIAS))
+    if mlp:
+        rules += [(r"mlp/(gate|up)_proj/bias$", COLUMN_BIAS), (r"mlp/down_proj/bias$", REPLICATED)]
+    if o:
+        rules.append((r"self_attn/o_proj/bias$", REPLICATED))
+    return tuple(rules)

@@ -172,6 +172,10 @@ class LlamaPreTrainedModel(PreTrainedModel):
     has_base_prefix = True
     vocab_params = ((r"embed_tokens/embedding$", 0), (r"^lm_head/kernel$", 1))
 
+    @classmethod
+    def partition_rules(cls, config):
+        return _convert.partition_rules(config)
+
     def cache_spec(self) -> tuple[int, int, int]:
         c = self.config
         return c.num_hidden_layers, c.num_key_value_heads, c.head_dim
