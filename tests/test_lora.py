@@ -322,3 +322,29 @@ def test_train_recipe_with_lora_section(tmp_path):
     for a, m in zip(adapted, merged):
         assert [x["label"] for x in a] == [x["label"] for x in m]
         np.testing.assert_allclose([x["score"] for x in a], [x["score"] for x in m], rtol=1e-5)
+
+
+def test_adapter_bin_and_unsupported_features(references, tmp_path):
+    import json
+    import shutil
+
+    from safetensors.torch import load_file
+
+    ref = references["bert"]
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    shutil.copy(ref["adapter_dir"] / "adapter_config.json", folder)
+    torch.save(load_file(ref["adapter_dir"] / "adapter_model.safetensors"), folder / "adapter_model.bin")
+    base = fx_base(ref)
+    from_bin = fxformers.convert.flatten(PeftModel.from_pretrained(base, folder).adapter_params())
+    from_st = fxformers.convert.flatten(PeftModel.from_pretrained(base, ref["adapter_dir"]).adapter_params())
+    assert from_bin.keys() == from_st.keys() and all(np.array_equal(from_bin[k], from_st[k]) for k in from_st)
+
+    config = json.loads((ref["adapter_dir"] / "adapter_config.json").read_text())
+    with pytest.raises(NotImplementedError, match="use_dora"):
+        LoraConfig.from_dict({**config, "use_dora": True})
+    with pytest.raises(NotImplementedError, match="bias"):
+        LoraConfig(bias="all")
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "target_modules": ["query"]}))
+    with pytest.raises(ValueError, match="unexpected keys"):  # the file's value layers are not targeted
+        PeftModel.from_pretrained(base, folder)
