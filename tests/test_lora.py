@@ -348,3 +348,22 @@ def test_adapter_bin_and_unsupported_features(references, tmp_path):
     (folder / "adapter_config.json").write_text(json.dumps({**config, "target_modules": ["query"]}))
     with pytest.raises(ValueError, match="unexpected keys"):  # the file's value layers are not targeted
         PeftModel.from_pretrained(base, folder)
+
+
+@pytest.mark.mesh
+def test_lora_trainer_on_a_mesh(trainable_base, tmp_path):
+    """Adapters (replicated) over an int8 base split by fsdp on 8 devices: the loss goes down, the base stays int8."""
+    model = get_peft_model(trainable_base, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"),
+                           base_precision="int8")
+    args = fxformers.TrainingArguments(output_dir=str(tmp_path), max_steps=6, learning_rate=1e-2,
+                                       lr_scheduler_type="constant", per_device_train_batch_size=1, logging_steps=1,
+                                       save_strategy="no", disable_tqdm=True, fsdp=True)
+    data = [{k: v[i] for k, v in _lm_batch(16).items()} for i in range(16)]
+    trainer = fxformers.Trainer(model, args, train_dataset=data)
+    trainer.train()
+    assert jax.device_count() == 8
+    losses = [h["loss"] for h in trainer.log_history if "loss" in h and "train_loss" not in h]
+    assert losses[-1] < 0.7 * losses[0], losses
+    flat = fxformers.convert.flatten(trainer.train_state.params)
+    assert any(p.endswith("kernel_q") and v.dtype == jnp.int8 for p, v in flat.items())
+    assert all(v.sharding.is_fully_replicated for p, v in flat.items() if p.endswith(("lora_A", "lora_B")))
