@@ -70,6 +70,9 @@ for _name in (
 ):
     _EXPORTS[_name] = "fxformers.optimization"
 
+for _name in ("LoraConfig", "get_peft_model", "PeftModel"):
+    _EXPORTS[_name] = "fxformers.lora"
+
 __all__ = sorted(_EXPORTS)
 
 

@@ -225,6 +225,15 @@ def trainable_mask(params: Any, frozen: FreezeSpec = None) -> Any:
     return mask
 
 
+def freeze_union(*specs: FreezeSpec) -> FreezeSpec:
+    """One spec freezing what any of ``specs`` freezes (None when none is given)."""
+    given = [s for s in specs if s is not None and s != []]
+    if len(given) <= 1:
+        return given[0] if given else None
+    predicates = [_freeze_predicate(s) for s in given]
+    return lambda path, leaf: any(p(path, leaf) for p in predicates)
+
+
 def _flat_paths(tree: Any) -> list[tuple[str, Any]]:
     return [(path_str(kp), leaf) for kp, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
 

@@ -4,7 +4,8 @@ A config names a ``task`` and its fields; ``training:`` holds ``TrainingArgument
 nested fields (``--training.learning_rate 1e-4``) and bare names for either level (``--learning_rate 1e-4``).
 
 Task ``text-classification`` (in the spirit of Transformers' run_glue.py): CSV, TSV, JSON or JSON-lines files with
-a text column (and optionally a second one for pairs) and a label column (strings or integers).
+a text column (and optionally a second one for pairs) and a label column (strings or integers). A ``lora:``
+section (``LoraConfig`` fields) trains a LoRA adapter instead of the whole model.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ def run_text_classification(
     label_column: str = "label",
     max_seq_length: int = 128,
     training: Optional[dict] = None,
+    lora: Optional[dict] = None,
 ) -> dict:
-    """Fine-tune a sequence classifier on a table of texts and labels; evaluate, save, and return the metrics."""
+    """Fine-tune a sequence classifier on a table of texts and labels; evaluate, save, and return the metrics.
+
+    ``lora``: ``LoraConfig`` fields (``r``, ``lora_alpha``, ``target_modules`` …, plus ``base_precision``) to train
+    a LoRA adapter (and the new classifier head, as PEFT's SEQ_CLS does) instead of the whole model; the output
+    folder then holds the adapter in PEFT's format."""
     from ..auto import AutoModelForSequenceClassification
     from ..tokenization import AutoTokenizer
 
@@ -84,6 +90,12 @@ def run_text_classification(
     model = AutoModelForSequenceClassification.from_pretrained(
         model_name_or_path, num_labels=len(raw_labels), id2label=dict(enumerate(raw_labels)), label2id=label2id,
     )
+    if lora:
+        from ..lora import LoraConfig, get_peft_model
+
+        lora = dict(lora)
+        precision = lora.pop("base_precision", None)
+        model = get_peft_model(model, LoraConfig(**{"task_type": "SEQ_CLS", **lora}), base_precision=precision)
     trainer = Trainer(model, args, train_dataset=encode(train_rows), eval_dataset=encode(eval_rows) if eval_rows else None,
                       processing_class=tokenizer, compute_metrics=_accuracy)
     metrics = dict(trainer.train().metrics)

@@ -24,7 +24,7 @@ def _module_for(model: Any, compute_dtype: Any):
     """The model's linen module computing in ``compute_dtype`` (params stay float32: flax casts per op)."""
     if compute_dtype is None or jnp.dtype(compute_dtype) == jnp.dtype(model.dtype):
         return model.module
-    return type(model.module)(config=model.config, dtype=jnp.dtype(compute_dtype))
+    return model.module.clone(dtype=jnp.dtype(compute_dtype))  # clone keeps the module's class (adapted models)
 
 
 def loss_fn_for(model: Any, compute_dtype: Any = None) -> Callable:
@@ -71,31 +71,33 @@ def make_train_step(
     metrics: loss (mean over micro-batches), grad_norm (before clipping), learning_rate, nonfinite.
     """
     loss_fn = loss_fn_for(model, compute_dtype)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def gradients(params, batch, key, mask):
-        if mask is not None:  # no gradient flows into frozen leaves, so XLA drops their backward pass
-            params = jax.tree_util.tree_map(lambda m, p: p if m else jax.lax.stop_gradient(p), mask, params)
+        """(loss, grads): with a mask, only the trainable leaves are differentiated (the frozen ones are closed over,
+        so XLA has no backward pass, no gradient buffers and no accumulators for them) and the frozen leaves'
+        gradients are scalar zeros (broadcast by the optimizer, never materialised at full size)."""
+        trainable, rebuild, expand = split_trainable(params, mask)
+        grad_fn = jax.value_and_grad(lambda t, b, k: loss_fn(rebuild(t), b, k), has_aux=True)
         if accumulation_steps == 1:
-            (loss, _), grads = grad_fn(params, batch, key)
-            return loss, grads
+            (loss, _), grads = grad_fn(trainable, batch, key)
+            return loss, expand(grads)
 
         def micro(carry, inputs):  # one micro-batch: add its loss and gradient to the running sums
             index, micro_batch = inputs
-            (loss, _), grads = grad_fn(params, micro_batch, jax.random.fold_in(key, index))
+            (loss, _), grads = grad_fn(trainable, micro_batch, jax.random.fold_in(key, index))
             total_loss, total_grads = carry
             return (total_loss + loss, jax.tree_util.tree_map(jnp.add, total_grads, grads)), None
 
-        zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+        zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), trainable)
         (loss, grads), _ = jax.lax.scan(micro, (jnp.zeros((), jnp.float32), zeros), (jnp.arange(accumulation_steps), batch))
         scale = 1.0 / accumulation_steps
-        return loss * scale, jax.tree_util.tree_map(lambda g, p: (g * scale).astype(p.dtype), grads, params)
+        return loss * scale, expand(jax.tree_util.tree_map(lambda g, p: (g * scale).astype(p.dtype), grads, trainable))
 
     def train_step(state: TrainState, batch: dict, rng: Optional[jax.Array] = None):
         key = jax.random.fold_in(state.rng if rng is None else rng, state.step)
         mask = trainable_mask(state.params, frozen) if frozen is not None else None  # Python bools, fixed at trace
         loss, grads = gradients(state.params, batch, key, mask)
-        grad_norm = global_norm(grads)
+        grad_norm = global_norm(grads)  # frozen leaves contribute scalar zeros
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -129,6 +131,39 @@ def make_train_step(
 
     step.jitted = jitted  # for .lower(state, batch, None).compile().cost_analysis() and the like
     return step
+
+
+def split_trainable(params: Any, mask: Any) -> tuple[list, Callable[[list], Any], Callable[[list], Any]]:
+    """(trainable leaves, rebuild: leaves -> full params tree, expand: leaf grads -> full grads tree).
+
+    ``mask`` is a bool tree like ``params`` (None: everything trains). ``expand`` fills frozen leaves with scalar
+    zeros of their dtype, which optax transformations broadcast (``set_to_zero`` for frozen labels)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    flags = [True] * len(leaves) if mask is None else treedef.flatten_up_to(mask)
+    trainable = [leaf for leaf, f in zip(leaves, flags) if f]
+
+    def merge(values: list, fill: Callable[[Any], Any]) -> Any:
+        it = iter(values)
+        return treedef.unflatten([next(it) if f else fill(leaf) for leaf, f in zip(leaves, flags)])
+
+    return trainable, lambda t: merge(t, lambda leaf: leaf), lambda g: merge(g, lambda leaf: jnp.zeros((), leaf.dtype))
+
+
+def master_weights(params: Any, frozen: FreezeSpec = None, dtype: Any = jnp.float32) -> Any:
+    """Fresh copies of the params for a ``TrainState``: trainable float leaves in ``dtype`` (float32 master
+    weights), frozen leaves in their own dtype (a bfloat16 or quantised frozen base stays small)."""
+    mask = trainable_mask(params, frozen) if frozen is not None else jax.tree_util.tree_map(lambda _: True, params)
+
+    def copy(trains: bool, p: Any) -> jax.Array:
+        floating = jnp.issubdtype(jnp.asarray(p).dtype, jnp.floating)
+        return jnp.array(p, dtype=dtype if trains and floating else None, copy=True)
+
+    return jax.tree_util.tree_map(copy, mask, params)
+
+
+def optimizer_state_bytes(opt_state: Any) -> int:
+    """Bytes the optimizer state holds (its array leaves; masked-out frozen parameters hold none)."""
+    return int(sum(x.nbytes for x in jax.tree_util.tree_leaves(opt_state) if hasattr(x, "nbytes")))
 
 
 def prediction_fields(outputs: Any) -> dict:

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..optimization import create_optimizer
+from ..optimization import create_optimizer, freeze_union
 from . import checkpointing
 from .collators import DataCollatorWithPadding, default_data_collator
 from ..sharding import batch_sharding, batch_shards
@@ -45,7 +45,7 @@ from .sharding import (
     shard_batch,
     train_state_shardings,
 )
-from .steps import make_eval_step, make_train_step
+from .steps import make_eval_step, make_train_step, master_weights
 from .train_state import TrainState
 
 logger = logging.getLogger(__name__)
@@ -331,13 +331,17 @@ class Trainer:
                 num_warmup_steps=a.get_warmup_steps(num_training_steps), lr_scheduler_type=a.lr_scheduler_type,
                 lr_scheduler_kwargs=a.lr_scheduler_kwargs or None, weight_decay=a.weight_decay,
                 adam_beta1=a.adam_beta1, adam_beta2=a.adam_beta2, adam_epsilon=a.adam_epsilon,
-                max_grad_norm=a.max_grad_norm, frozen=a.frozen_parameters,
+                max_grad_norm=a.max_grad_norm, frozen=self._frozen(),
             )
         return self.optimizer, self.lr_schedule
 
     def _state_shardings(self, state: Any) -> Any:
         min_size = (self.args.fsdp_config or {}).get("min_num_params", FSDP_MIN_SIZE) if self.args.fsdp_config else 0
         return train_state_shardings(state, self._param_shardings(state.params), self.mesh, min_size)
+
+    def _frozen(self):
+        """args.frozen_parameters plus what the model freezes itself (an adapted model: all but its adapter)."""
+        return freeze_union(self.args.frozen_parameters, getattr(self.model, "frozen_parameters", None))
 
     def _param_shardings(self, params: Any) -> dict:
         return flat_param_shardings(self.model, params, self.mesh)
@@ -349,10 +353,10 @@ class Trainer:
         if self.model.mesh is not self.mesh:
             self.model.shard(self.mesh)
         dtype = jnp.dtype(self.args.param_dtype) if self.args.param_dtype else jnp.float32
-        seed = self.args.seed
+        seed, frozen = self.args.seed, self._frozen()
 
-        def create(params):
-            return TrainState.create(jax.tree_util.tree_map(lambda p: p.astype(dtype), params), tx, seed)
+        def create(params):  # trainable leaves in `dtype`; frozen ones (a bf16 / quantised base) keep theirs
+            return TrainState.create(master_weights(params, frozen, dtype), tx, seed)
 
         shardings = self._state_shardings(jax.eval_shape(create, self.model.params))
         return jax.jit(create, out_shardings=shardings)(self.model.params), shardings
@@ -386,7 +390,7 @@ class Trainer:
 
         accumulation = args.gradient_accumulation_steps
         train_step = make_train_step(
-            self.model, tx, schedule=schedule, frozen=args.frozen_parameters,
+            self.model, tx, schedule=schedule, frozen=self._frozen(),
             compute_dtype=jnp.bfloat16 if args.bf16 else None, accumulation_steps=accumulation,
             state_sharding=shardings, batch_sharding=batch_sharding(self.mesh, 1 if accumulation > 1 else 0),
         )
