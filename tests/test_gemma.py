@@ -52,6 +52,7 @@ def test_gemma_bfloat16(tmp_path):
     check_bfloat16(gemma(), tmp_path, VOCAB, PAD, generate=False)
 
 
+@pytest.mark.mesh
 def test_gemma_partition_rules(tmp_path):
     overrides = dict(attention_bias=True, tie_word_embeddings=False)  # so every rule has something to match
     build("GemmaConfig", BASE, overrides).save_pretrained(tmp_path / "lm")
@@ -87,6 +88,7 @@ def test_gemma2_heads_and_round_trip(tmp_path):
     check_save_round_trip(gemma2("no-softcap-layer_types-mqa-odd-head_dim"), tmp_path / "rt", VOCAB, PAD)
 
 
+@pytest.mark.mesh
 def test_gemma2_partition_rules(tmp_path):
     overrides = dict(attention_bias=True, tie_word_embeddings=False)
     build("Gemma2Config", BASE, overrides).save_pretrained(tmp_path / "lm")
@@ -147,6 +149,7 @@ def test_gemma3_bfloat16(tmp_path):
     check_bfloat16(gemma3(), tmp_path, VOCAB, PAD)
 
 
+@pytest.mark.mesh
 def test_gemma3_partition_rules(tmp_path):
     overrides = dict(attention_bias=True, tie_word_embeddings=False)
     build("Gemma3TextConfig", BASE, overrides).save_pretrained(tmp_path / "lm")

@@ -145,6 +145,7 @@ def param_shapes(cls, config) -> dict:
     return {p: v.shape for p, v in flatten(tree).items()}
 
 
+@pytest.mark.mesh
 def test_partition_rules_cover_every_class_and_shard_exactly(checkpoints):
     from fxformers.sharding import check_rules, create_mesh, param_shardings
 

@@ -135,6 +135,7 @@ def test_legacy_config_fields():
     assert config.window() == 5
 
 
+@pytest.mark.mesh
 def test_partition_rules_cover_every_head_and_shard_exactly():
     from fxformers.sharding import check_rules, create_mesh, param_shardings
 

@@ -67,6 +67,7 @@ def test_bfloat16(tmp_path):
     check_bfloat16(model(), tmp_path, VOCAB, PAD, generate=False)
 
 
+@pytest.mark.mesh
 def test_partition_rules(tmp_path):
     overrides = dict(attention_bias=True)  # so the bias rule has something to match
     build("Qwen3Config", BASE, overrides).save_pretrained(tmp_path / "lm")
