@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "fxformers.checkpoints",
     "pipeline": "fxformers.pipelines",
     "SentenceEmbedder": "fxformers.pipelines",
+    "set_seed": "fxformers.random",
 }
 # Every architecture's config and model classes, from the one model_type table the Auto classes use.
 for _package, _config, _classes in REGISTRY.values():

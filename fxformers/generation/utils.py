@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..ops.bucketing import bucket_length
+from ..random import next_key
 from . import processors as P
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig
 
@@ -117,7 +118,8 @@ class GenerationMixin:
         input_ids [B, T] int (left-padded for decoder-only models; the encoder input for encoder-decoders),
         attention_mask [B, T] (inferred from ``pad_token_id`` when omitted, as Transformers does). Keyword arguments
         override ``generation_config`` fields (``max_new_tokens=20, num_beams=4, do_sample=True, top_p=0.9`` ...).
-        ``prng_key`` makes sampling deterministic (default ``jax.random.PRNGKey(0)``).
+        ``prng_key`` makes sampling deterministic; without it each sampling call draws a fresh key from the
+        library key (``fxformers.set_seed(n)`` makes a run repeat exactly, as ``transformers.set_seed`` does).
 
         Returns [B * num_return_sequences, T + new] int32 for decoder-only models (the prompt, then the new tokens,
         ``pad_token_id`` after a row's EOS) and [B * num_return_sequences, 1 + new] for encoder-decoders.
@@ -265,7 +267,7 @@ class GenerationMixin:
             "begin_index": decoder_prompt_len if (decoder_prompt_len > 1 or gc.forced_bos_token_id is None) else decoder_prompt_len + 1,
         }
         dyn = {k: jnp.asarray(v, jnp.int32) for k, v in dyn.items()}
-        key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
+        key = prng_key if prng_key is not None else (next_key() if gc.do_sample else jax.random.PRNGKey(0))
         run = self._generation_program(program)
         sequences, end = run(
             self.params if params is None else params, jnp.asarray(ids_in), jnp.asarray(mask_in),

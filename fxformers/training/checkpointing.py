@@ -57,7 +57,8 @@ def _leaf_keys(tree: Any) -> tuple[list[str], list[Any], Any]:
 def _write_state(folder: Path, state: Any) -> None:
     paths, leaves, _ = _leaf_keys(state)
     checkpointer = _checkpointer()
-    checkpointer.save(folder / STATE_DIR, {f"{i:05d}": leaf for i, leaf in enumerate(leaves)})
+    # orbax accepts absolute paths only; output_dir is often relative ("out", as in Transformers' examples)
+    checkpointer.save((folder / STATE_DIR).absolute(), {f"{i:05d}": leaf for i, leaf in enumerate(leaves)})
     checkpointer.wait_until_finished()
     if jax.process_index() == 0:
         atomic_write_text(folder / STRUCTURE_FILE, json.dumps(paths, indent=0))
@@ -163,7 +164,7 @@ def load_checkpoint(folder: str | os.PathLike, target: Any, shardings: Any = Non
     for i, (leaf, sharding) in enumerate(zip(leaves, sharding_leaves)):
         sharding = sharding if sharding is not None else getattr(leaf, "sharding", None)
         abstract[f"{i:05d}"] = jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=sharding)
-    restored = _checkpointer().restore(folder / STATE_DIR, abstract)
+    restored = _checkpointer().restore((folder / STATE_DIR).absolute(), abstract)
     state = jax.tree_util.tree_unflatten(treedef, [restored[f"{i:05d}"] for i in range(len(leaves))])
     trainer_state = json.loads((folder / TRAINER_STATE_NAME).read_text())
     return state, trainer_state

@@ -1,0 +1,170 @@
+"""A Transformers script runs unchanged: relative output_dir, jit/grad through model(...), return_dict, keyword
+checking (unknown -> TypeError, PyTorch-only -> ignored, never saved), torch_dtype, the library key for sampling,
+an unreachable hub, and the PyTorch habits (eval/train/to/device/embeddings, set_seed, logging)."""
+
+import json
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import fxformers
+from fxformers.hub import ModelNotFoundError
+
+SMALL = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+             max_position_embeddings=24)
+GPT2 = dict(vocab_size=101, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=100,
+            pad_token_id=100)
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bert")
+    torch.manual_seed(0)
+    transformers.BertForSequenceClassification(transformers.BertConfig(num_labels=3, **SMALL)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bert(bert_dir):
+    return fxformers.BertForSequenceClassification.from_pretrained(bert_dir)
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gpt2")
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(**GPT2)).save_pretrained(folder)
+    return folder
+
+
+def ids(shape=(2, 6), high=99):
+    return np.random.RandomState(0).randint(0, high, shape)
+
+
+# -- 1: relative output_dir ---------------------------------------------------------------------------------------
+def test_trainer_checkpoints_into_a_relative_output_dir(tmp_path, monkeypatch):
+    from fxformers.training import checkpointing
+
+    monkeypatch.chdir(tmp_path)
+    x = np.random.RandomState(0).randint(1, 64, (8, 6))
+    data = {"input_ids": x, "attention_mask": np.ones_like(x), "label": x[:, 0] % 2}
+    config = fxformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=16)
+    args = fxformers.TrainingArguments(output_dir="out", max_steps=2, save_steps=1, per_device_train_batch_size=4,
+                                       disable_tqdm=True)
+    trainer = fxformers.Trainer(fxformers.BertForSequenceClassification(config), args, train_dataset=data)
+    trainer.train()
+    assert (tmp_path / "out" / "checkpoint-2" / "trainer_state.json").is_file()
+    state, saved = checkpointing.load_checkpoint("out/checkpoint-2", trainer.train_state)  # relative, as resuming
+    assert int(state.step) == 2 and saved["global_step"] == 2
+
+
+# -- 2: jit and grad through model(...) ---------------------------------------------------------------------------
+def test_jit_and_grad_through_the_model_call(bert):
+    batch = {"input_ids": ids(), "attention_mask": np.ones((2, 6), np.int32)}
+    eager = bert(**batch).logits
+    jitted = jax.jit(lambda m, b: m(**b).logits)(bert, batch)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-6)
+    grads = jax.jit(jax.grad(lambda m, b: m(**b, labels=jnp.array([0, 2])).loss))(bert, batch)
+    assert type(grads) is type(bert) and np.isfinite(grads.params["classifier"]["kernel"]).all()
+    with pytest.raises(ValueError, match="longer than"):  # static checks still apply inside a trace
+        jax.jit(lambda m, b: m(input_ids=b).logits)(bert, np.zeros((1, 30), np.int32))
+
+
+# -- 3: keywords ----------------------------------------------------------------------------------------------------
+def test_return_dict_false_gives_a_tuple_like_transformers(bert, bert_dir):
+    x, labels = ids(), np.array([0, 2])
+    loss, logits = bert(input_ids=x, labels=labels, return_dict=False)
+    ref = transformers.BertForSequenceClassification.from_pretrained(bert_dir).eval()
+    ref_loss, ref_logits = ref(input_ids=torch.tensor(x), labels=torch.tensor(labels), return_dict=False)
+    np.testing.assert_allclose(logits, ref_logits.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert float(loss) == pytest.approx(ref_loss.detach().item(), rel=1e-5)
+    (only,) = bert(input_ids=x, return_dict=False)
+    assert only.shape == (2, 3)
+
+
+def test_unknown_keyword_raises_like_transformers(bert_dir):
+    with pytest.raises(TypeError, match="num_label"):
+        transformers.AutoModelForSequenceClassification.from_pretrained(bert_dir, num_label=5)
+    with pytest.raises(TypeError, match="num_label.*num_labels"):
+        fxformers.AutoModelForSequenceClassification.from_pretrained(bert_dir, num_label=5)
+    with pytest.raises(TypeError, match="num_label"):
+        fxformers.BertForSequenceClassification.from_pretrained(bert_dir, num_label=5)
+    # config fields pass through, as in Transformers
+    model = fxformers.AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=3, hidden_dropout_prob=0.2)
+    assert model.config.num_labels == 3 and model.config.hidden_dropout_prob == 0.2
+
+
+def test_pytorch_only_keywords_are_ignored_logged_and_never_saved(bert_dir, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="fxformers"):
+        model = fxformers.AutoModelForSequenceClassification.from_pretrained(
+            bert_dir, device_map="auto", low_cpu_mem_usage=True, attn_implementation="sdpa", trust_remote_code=True)
+    notes = [r.getMessage() for r in caplog.records if "PyTorch-only" in r.getMessage()]
+    assert len(notes) == 1 and "device_map" in notes[0] and "trust_remote_code" in notes[0]
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert not {"device_map", "low_cpu_mem_usage", "attn_implementation", "trust_remote_code"} & set(saved)
+    fxformers.AutoConfig.from_pretrained(bert_dir, trust_remote_code=True)  # accepted there too
+    with pytest.raises(NotImplementedError, match="quantization"):
+        fxformers.AutoModel.from_pretrained(bert_dir, load_in_8bit=True)
+
+
+@pytest.mark.parametrize("value", ["bfloat16", torch.bfloat16, jnp.bfloat16, "torch.bfloat16"])
+def test_torch_dtype_is_honoured_and_saves(bert_dir, tmp_path, value):
+    model = fxformers.AutoModelForSequenceClassification.from_pretrained(bert_dir, torch_dtype=value)
+    assert model.dtype == jnp.bfloat16
+    assert all(p.dtype == jnp.bfloat16 for p in jax.tree_util.tree_leaves(model.params))
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bfloat16"
+    assert transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path).config.num_labels == 3
+
+
+def test_torch_dtype_in_a_config_saves_as_a_name(tmp_path):
+    config = fxformers.BertConfig(torch_dtype=torch.float16, **SMALL)
+    config.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "float16"
+
+
+def test_output_hidden_states_from_the_config(bert_dir):
+    model = fxformers.AutoModel.from_pretrained(bert_dir, output_hidden_states=True)
+    out = model(input_ids=ids())
+    assert out.hidden_states is not None and len(out.hidden_states) == SMALL["num_hidden_layers"] + 1
+    assert model(input_ids=ids(), output_hidden_states=False).hidden_states is None
+    assert model(input_ids=ids(), use_cache=False).last_hidden_state.shape == (2, 6, 32)
+
+
+# -- 6: sampling draws fresh keys, reproducible after set_seed -------------------------------------------------------
+def test_sampling_twice_differs_and_set_seed_repeats(gpt2_dir):
+    model = fxformers.AutoModelForCausalLM.from_pretrained(gpt2_dir)
+    prompt = np.array([[5, 6, 7, 8]])
+    kw = dict(do_sample=True, max_new_tokens=12, top_k=0)
+    fxformers.set_seed(123)
+    first, second = np.asarray(model.generate(prompt, **kw)), np.asarray(model.generate(prompt, **kw))
+    assert not np.array_equal(first, second)
+    fxformers.set_seed(123)
+    np.testing.assert_array_equal(model.generate(prompt, **kw), first)
+    np.testing.assert_array_equal(model.generate(prompt, **kw), second)
+    key = jax.random.PRNGKey(5)
+    np.testing.assert_array_equal(model.generate(prompt, prng_key=key, **kw), model.generate(prompt, prng_key=key, **kw))
+
+
+# -- 7: unreachable hub ---------------------------------------------------------------------------------------------
+def test_unreachable_hub_says_so(monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline_download(*args, **kwargs):  # what hf_hub_download raises when the connection fails, uncached
+        raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub and we cannot "
+                                      "find the requested files in the local cache.")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_download)
+    with pytest.raises(ModelNotFoundError, match="Could not reach the Hugging Face Hub.*HF_HUB_OFFLINE=1"):
+        fxformers.AutoModel.from_pretrained("bert-base-uncased")
