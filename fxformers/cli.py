@@ -194,6 +194,7 @@ def _model_class(config: Any, arch: Optional[str]):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fxformers", description="Transformers' workflow in JAX: pipelines, env, convert.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show info logs")
+    parser.add_argument("--version", action="version", version=f"fxformers {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pipeline", help="run a pipeline on texts", description="Run pipeline(TASK) on the given texts.")
@@ -242,8 +243,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _dashed(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Accept Transformers' underscore spelling of options (``--aggregation_strategy``) as well as the dashed one."""
+    known = set(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                known.update(subparser._option_string_actions)
+    out = []
+    for token in argv:
+        name, sep, value = token.partition("=")
+        dashed = "--" + name[2:].replace("_", "-")
+        out.append(dashed + sep + value if name.startswith("--") and name not in known and dashed in known else token)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(_dashed(argv, parser))
     if extra and getattr(args, "command", None) != "train":
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import inspect
 import logging
 import os
 import re
@@ -264,6 +265,10 @@ class PreTrainedModel:
                 raise TypeError("Pass model inputs after the first as keywords (attention_mask=..., ...).")
         return_dict = kwargs.pop("return_dict", None)
         kwargs.pop("use_cache", None)  # the forward never returns a KV cache; generate() keeps its own
+        if "token_type_ids" in kwargs and not _module_accepts(self.module_class, "token_type_ids"):
+            kwargs.pop("token_type_ids")  # e.g. DistilBERT: no segment embeddings; Transformers 5 ignores them too
+        if self.dtype == jnp.float16:
+            self._check_float16()
         flags = self._call_flags(kwargs)
         inputs = self.prepare_inputs({k: v for k, v in kwargs.items() if v is not None})
         if flags["train"] and dropout_rng is None:
@@ -276,6 +281,16 @@ class PreTrainedModel:
         if return_dict is None:
             return_dict = getattr(self.config, "return_dict", True)
         return outputs if return_dict or not hasattr(outputs, "to_tuple") else outputs.to_tuple()
+
+    def _check_float16(self) -> None:
+        leaf = jax.tree_util.tree_leaves(self.params)[0]
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer) and \
+                all(d.platform == "cpu" for d in leaf.devices()):
+            raise ValueError(
+                f"{type(self).__name__} is in float16, which XLA cannot run on CPU (its matrix products have no "
+                "float16 kernel). On CPU load it with dtype='bfloat16' or float32 (the default), or use "
+                "model.astype(jnp.float32); float16 runs on GPU."
+            )
 
     def _call_flags(self, kwargs: dict) -> dict:
         """The static flags of a call: given ones win, then the config's ``output_hidden_states`` /
@@ -454,6 +469,11 @@ def _forward(module, params, inputs, rngs, output_hidden_states=False, output_at
         {"params": params}, **inputs, deterministic=not train, output_hidden_states=output_hidden_states,
         output_attentions=output_attentions, rngs=rngs,
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _module_accepts(module_class: type, name: str) -> bool:
+    return name in inspect.signature(module_class.__call__).parameters
 
 
 def _resize_axis(value: jax.Array, axis: int, size: int) -> jax.Array:

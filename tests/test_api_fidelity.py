@@ -168,3 +168,68 @@ def test_unreachable_hub_says_so(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_download)
     with pytest.raises(ModelNotFoundError, match="Could not reach the Hugging Face Hub.*HF_HUB_OFFLINE=1"):
         fxformers.AutoModel.from_pretrained("bert-base-uncased")
+
+
+# -- 8: smaller frictions -------------------------------------------------------------------------------------------
+def test_max_length_padding_without_truncation_says_what_to_do():
+    from fxformers.testing_assets import minilm_path
+
+    tok = fxformers.AutoTokenizer.from_pretrained(minilm_path())
+    texts = ["a b c d e f g h i j", "a"]
+    with pytest.raises(ValueError, match="truncation=True"):
+        tok(texts, padding="max_length", max_length=4, return_tensors="np")
+    ok = tok(texts, padding="max_length", max_length=4, truncation=True, return_tensors="np")
+    assert ok["input_ids"].shape == (2, 4)
+
+
+@pytest.fixture(scope="module")
+def distilbert_dir(tmp_path_factory):
+    """A DistilBERT sentiment folder whose tokenizer (MiniLM's BERT tokenizer) emits token_type_ids."""
+    import shutil
+
+    from fxformers.testing_assets import minilm_path
+
+    folder = tmp_path_factory.mktemp("distilbert")
+    torch.manual_seed(0)
+    config = transformers.DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=4, hidden_dim=37,
+                                           max_position_embeddings=64)
+    transformers.DistilBertForSequenceClassification(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(minilm_path() / name, folder / name)
+    return folder
+
+
+def test_distilbert_ignores_token_type_ids_like_transformers(distilbert_dir):
+    tok = fxformers.AutoTokenizer.from_pretrained(distilbert_dir)
+    batch = tok(["I love this!", "Not at all."], padding=True, return_tensors="np")
+    assert "token_type_ids" in batch
+    model = fxformers.AutoModelForSequenceClassification.from_pretrained(distilbert_dir)
+    ref = transformers.AutoModelForSequenceClassification.from_pretrained(distilbert_dir).eval()
+    with torch.no_grad():
+        expected = ref(**{k: torch.tensor(v) for k, v in batch.items()}).logits.numpy()
+    np.testing.assert_allclose(model(**batch).logits, expected, rtol=1e-5, atol=1e-6)
+    classifier = fxformers.pipeline("text-classification", model=str(distilbert_dir))
+    assert classifier(["I love this!"])[0]["label"] in ("LABEL_0", "LABEL_1")
+
+
+def test_float16_on_cpu_is_a_clear_error(bert_dir):
+    model = fxformers.AutoModel.from_pretrained(bert_dir, dtype="float16")
+    with pytest.raises(ValueError, match="float16.*CPU.*bfloat16"):
+        model(input_ids=ids())
+    assert model.to(jnp.float32)(input_ids=ids()).last_hidden_state.dtype == jnp.float32
+
+
+def test_cli_accepts_both_spellings_and_version(capsys):
+    from fxformers.cli import _dashed, build_parser, main
+
+    parser = build_parser()
+    for spelling in ("--aggregation_strategy", "--aggregation-strategy"):
+        args, extra = parser.parse_known_args(_dashed(["pipeline", "ner", "x", spelling, "simple"], parser))
+        assert args.aggregation_strategy == "simple" and not extra
+    args, _ = parser.parse_known_args(_dashed(["pipeline", "ner", "x", "--max_new_tokens=3"], parser))
+    assert args.max_new_tokens == 3
+    # train overrides keep their spelling (they name config fields)
+    assert _dashed(["train", "c.yaml", "--learning_rate", "1"], parser)[2] == "--learning_rate"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and fxformers.__version__ in capsys.readouterr().out
