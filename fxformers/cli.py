@@ -191,10 +191,16 @@ def _model_class(config: Any, arch: Optional[str]):
     return auto.AutoModel.model_class(config)
 
 
+def _fxformers_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fxformers", description="Transformers' workflow in JAX: pipelines, env, convert.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show info logs")
-    parser.add_argument("--version", action="version", version=f"fxformers {_version()}")
+    parser.add_argument("--version", action="version", version=f"fxformers {_fxformers_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pipeline", help="run a pipeline on texts", description="Run pipeline(TASK) on the given texts.")
@@ -241,12 +247,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     print(json.dumps(train_from_config(args.config, args.overrides), indent=2))
     return 0
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _dashed(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
