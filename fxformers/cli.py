@@ -245,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.recipes import train_from_config
 
-    print(json.dumps(train_from_config(args.config, args.overrides), indent=2))
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer's printed logs; stdout is the JSON summary
+        metrics = train_from_config(args.config, args.overrides)
+    print(json.dumps(metrics, indent=2))
     return 0
 
 

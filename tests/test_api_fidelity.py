@@ -46,22 +46,7 @@ def ids(shape=(2, 6), high=99):
     return np.random.RandomState(0).randint(0, high, shape)
 
 
-# -- 1: relative output_dir ---------------------------------------------------------------------------------------
-def test_trainer_checkpoints_into_a_relative_output_dir(tmp_path, monkeypatch):
-    from fxformers.training import checkpointing
-
-    monkeypatch.chdir(tmp_path)
-    x = np.random.RandomState(0).randint(1, 64, (8, 6))
-    data = {"input_ids": x, "attention_mask": np.ones_like(x), "label": x[:, 0] % 2}
-    config = fxformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=32, max_position_embeddings=16)
-    args = fxformers.TrainingArguments(output_dir="out", max_steps=2, save_steps=1, per_device_train_batch_size=4,
-                                       disable_tqdm=True)
-    trainer = fxformers.Trainer(fxformers.BertForSequenceClassification(config), args, train_dataset=data)
-    trainer.train()
-    assert (tmp_path / "out" / "checkpoint-2" / "trainer_state.json").is_file()
-    state, saved = checkpointing.load_checkpoint("out/checkpoint-2", trainer.train_state)  # relative, as resuming
-    assert int(state.step) == 2 and saved["global_step"] == 2
+# -- 1: relative output_dir: see tests/test_trainer_habits.py (one Trainer run checks it with the callbacks)
 
 
 # -- 2: jit and grad through model(...) ---------------------------------------------------------------------------
@@ -233,3 +218,89 @@ def test_cli_accepts_both_spellings_and_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and fxformers.__version__ in capsys.readouterr().out
+
+
+# -- 4: PyTorch habits ------------------------------------------------------------------------------------------------
+def test_eval_train_to_device_and_input_embeddings(bert, bert_dir):
+    x = ids()
+    model = fxformers.BertForSequenceClassification(bert.config, bert.params)
+    assert model.eval() is model and not model.training
+    eval_logits = model(input_ids=x).logits
+    model.train()
+    fxformers.set_seed(0)
+    a = model(input_ids=x).logits  # dropout on, keys from the library key
+    b = model(input_ids=x).logits
+    assert not np.allclose(a, b)
+    fxformers.set_seed(0)
+    np.testing.assert_array_equal(model(input_ids=x).logits, a)
+    np.testing.assert_array_equal(model.eval()(input_ids=x).logits, eval_logits)
+    assert model.device == jax.devices()[0]
+    assert model.to("cpu").device.platform == "cpu" and model.to(jax.devices()[0]) is model
+    ref = transformers.BertForSequenceClassification.from_pretrained(bert_dir)
+    np.testing.assert_array_equal(model.get_input_embeddings(), ref.get_input_embeddings().weight.detach().numpy())
+    model.set_input_embeddings(np.zeros((99, 32), np.float32))
+    assert not np.asarray(model.get_input_embeddings()).any()
+    with pytest.raises(ValueError, match="no gpu device|no cuda device"):
+        if jax.default_backend() == "cpu":
+            model.to("cuda")
+        else:
+            raise ValueError("no gpu device (skipped on an accelerator)")
+
+
+def test_logging_verbosity_helpers(caplog):
+    from fxformers import logging as fx_logging
+
+    root = logging.getLogger("fxformers")
+    saved = (root.level, root.propagate, list(root.handlers))
+    try:
+        fx_logging.set_verbosity_info()
+        assert fx_logging.get_verbosity() == fx_logging.INFO
+        fx_logging.enable_propagation()  # let caplog see the records
+        with caplog.at_level(logging.INFO):
+            fxformers.AutoConfig.from_pretrained  # noqa: B018 (import cost only)
+            logging.getLogger("fxformers.modeling").info("visible at info")
+        assert "visible at info" in caplog.text
+        fx_logging.set_verbosity_error()
+        assert fx_logging.get_verbosity() == fx_logging.ERROR
+    finally:
+        root.setLevel(saved[0])
+        root.propagate = saved[1]
+        root.handlers[:] = saved[2]
+
+
+def test_text_streamers_match_transformers(tmp_path):
+    import threading
+
+    from fxformers.testing_assets import minilm_path
+
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=30522, n_embd=16, n_layer=1, n_head=2, n_positions=32, eos_token_id=102, bos_token_id=101,
+    )).save_pretrained(tmp_path)
+    tok = fxformers.AutoTokenizer.from_pretrained(minilm_path())
+    ref_tok = transformers.AutoTokenizer.from_pretrained(minilm_path())
+    ids = tok(["hello world"], return_tensors="np", add_special_tokens=False)["input_ids"]
+
+    chunks, ref_chunks = [], []
+
+    class Recorder(fxformers.TextStreamer):
+        def on_finalized_text(self, text, stream_end=False):
+            chunks.append((text, stream_end))
+
+    class RefRecorder(transformers.TextStreamer):
+        def on_finalized_text(self, text, stream_end=False):
+            ref_chunks.append((text, stream_end))
+
+    model = fxformers.AutoModelForCausalLM.from_pretrained(tmp_path)
+    out = model.generate(ids, max_new_tokens=6, pad_token_id=0, streamer=Recorder(tok))
+    ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
+    ref.generate(torch.tensor(ids), max_new_tokens=6, pad_token_id=0, do_sample=False, streamer=RefRecorder(ref_tok))
+    assert chunks == ref_chunks and len(chunks) == 8  # prompt, 6 steps, end
+    streamer = fxformers.TextIteratorStreamer(tok, skip_prompt=True)
+    thread = threading.Thread(target=model.generate, args=(ids,), kwargs=dict(max_new_tokens=6, pad_token_id=0,
+                                                                                streamer=streamer))
+    thread.start()
+    assert "".join(streamer) == tok.decode(np.asarray(out)[0, ids.shape[1]:])
+    thread.join()
+    with pytest.raises(ValueError, match="batch size 1"):
+        model.generate(np.concatenate([ids, ids]), max_new_tokens=2, streamer=Recorder(tok))

@@ -24,10 +24,12 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import io_callback
 
 from ..ops.bucketing import bucket_length
 from ..random import next_key
 from . import processors as P
+from . import streamers
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class _Program:
     is_encoder_decoder: bool
     decoder_start_token_id: int
     buffer_length: int  # S
+    stream: bool = False  # call streamers.emit with each step's tokens (generate(streamer=...))
 
 
 class GenerationMixin:
@@ -124,6 +127,7 @@ class GenerationMixin:
         Returns [B * num_return_sequences, T + new] int32 for decoder-only models (the prompt, then the new tokens,
         ``pad_token_id`` after a row's EOS) and [B * num_return_sequences, 1 + new] for encoder-decoders.
         """
+        streamer = kwargs.pop("streamer", None)
         gc = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
         unused = gc.update(**kwargs)
         if unused:
@@ -259,7 +263,7 @@ class GenerationMixin:
             beam_fill=self._beam_fill(pad, eos_ids), length_penalty=float(gc.length_penalty),
             early_stopping=gc.early_stopping, is_encoder_decoder=encoder_decoder,
             decoder_start_token_id=int(decoder_start) if decoder_start is not None else 0,
-            buffer_length=buffer_length,
+            buffer_length=buffer_length, stream=streamer is not None,
         )
         dyn = {
             "start": start, "prompt_end": prompt_end, "prompt_length": decoder_prompt_len, "max_length": max_length,
@@ -269,11 +273,27 @@ class GenerationMixin:
         dyn = {k: jnp.asarray(v, jnp.int32) for k, v in dyn.items()}
         key = prng_key if prng_key is not None else (next_key() if gc.do_sample else jax.random.PRNGKey(0))
         run = self._generation_program(program)
-        sequences, end = run(
-            self.params if params is None else params, jnp.asarray(ids_in), jnp.asarray(mask_in),
-            jnp.asarray(first_token), dyn, key,
-        )
-        return sequences[:, start : int(end)]
+        if streamer is None:
+            sequences, end = run(
+                self.params if params is None else params, jnp.asarray(ids_in), jnp.asarray(mask_in),
+                jnp.asarray(first_token), dyn, key,
+            )
+            return sequences[:, start : int(end)]
+        if batch != 1 or strategy == "beam":
+            raise ValueError("generate(streamer=...) needs one prompt (batch size 1) and num_beams=1, as in "
+                             "Transformers; call generate once per prompt.")
+        streamer.put(np.full((1, 1), decoder_start, np.int64) if encoder_decoder else ids)
+        dyn["stream_id"] = jnp.asarray(streamers.register(streamer), jnp.int32)
+        try:
+            sequences, end = run(
+                self.params if params is None else params, jnp.asarray(ids_in), jnp.asarray(mask_in),
+                jnp.asarray(first_token), dyn, key,
+            )
+            sequences = sequences[:, start : int(end)]
+        finally:
+            streamers.unregister(int(dyn["stream_id"]))
+        streamer.end()
+        return sequences
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     @staticmethod
@@ -402,6 +422,8 @@ def _sample_or_greedy(model, program, process, params, logits, state, buffer, fi
         if program.eos_token_ids:
             tokens = jnp.where(unfinished, tokens, program.pad_token_id)
         buffer = jax.lax.dynamic_update_slice(buffer, tokens[:, None], (jnp.zeros((), jnp.int32), pos))
+        if program.stream:  # hand the step's tokens to the streamer on the host, in order
+            io_callback(streamers.emit, None, tokens, dyn["stream_id"], ordered=True)
         if program.eos_token_ids:
             unfinished = unfinished & ~jnp.any(tokens[:, None] == eos[None, :], axis=-1)
         pos = pos + 1

@@ -65,7 +65,7 @@ def _write_state(folder: Path, state: Any) -> None:
 
 
 def save_checkpoint(output_dir: str | os.PathLike, state: Any, trainer_state: dict,
-                    save_total_limit: Optional[int] = None) -> Path:
+                    save_total_limit: Optional[int] = None, keep: Optional[str | os.PathLike] = None) -> Path:
     """Write ``state`` and ``trainer_state`` to ``output_dir/checkpoint-{state.step}`` atomically; then rotate.
 
     All processes call it (orbax writes each process's shards); process 0 renames and rotates.
@@ -94,7 +94,7 @@ def save_checkpoint(output_dir: str | os.PathLike, state: Any, trainer_state: di
             os.replace(tmp, final)
         fsync_dir(output_dir)
         logger.info("Saved checkpoint %s", final)
-        rotate_checkpoints(output_dir, save_total_limit)
+        rotate_checkpoints(output_dir, save_total_limit, keep=keep)
     _sync(f"fxformers-ckpt-end-{step}")
     return final
 
@@ -120,17 +120,18 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Optional[Path]:
     return found[-1] if found else None
 
 
-def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: Optional[int]) -> list[Path]:
-    """Keep the newest ``save_total_limit`` complete checkpoints (at least one); remove older ones and stale
-    temporary folders. Returns the removed checkpoints."""
+def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: Optional[int],
+                       keep: Optional[str | os.PathLike] = None) -> list[Path]:
+    """Keep the newest ``save_total_limit`` complete checkpoints (at least one) and ``keep`` (the best one, for
+    ``load_best_model_at_end``); remove older ones and stale temporary folders. Returns the removed checkpoints."""
     output_dir = Path(output_dir)
     for stale in output_dir.glob(f"{TMP_PREFIX}*"):
         shutil.rmtree(stale, ignore_errors=True)
     if save_total_limit is None:
         return []
     complete = list_checkpoints(output_dir)
-    keep = max(1, int(save_total_limit))
-    removed = complete[:-keep]
+    limit = max(1, int(save_total_limit))
+    removed = [f for f in complete[:-limit] if keep is None or f.name != Path(keep).name]
     for folder in removed:
         logger.info("Deleting older checkpoint %s (save_total_limit=%s)", folder, save_total_limit)
         shutil.rmtree(folder, ignore_errors=True)
