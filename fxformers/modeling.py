@@ -22,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from .compilation_cache import enable_compilation_cache
 from .configuration import PretrainedConfig, drop_torch_only_kwargs
 from .convert import ConversionTable, align_prefix, flatten, flax_to_pytorch, pytorch_to_flax, unflatten
+from .ops.bucketing import bucket_length
 from .ops.unpadding import check_right_padded, unpadded_length
 from .random import next_key
 
@@ -115,6 +117,7 @@ class PreTrainedModel:
         )
 
     def __init__(self, config: PretrainedConfig, params: Any = None, *, dtype: Any = None, seed: int = 0):
+        enable_compilation_cache()
         self.config = config
         self.dtype = resolve_dtype(dtype)
         self.module = self.module_class(config=config, dtype=self.dtype)
@@ -198,6 +201,7 @@ class PreTrainedModel:
         ignore_mismatched_sizes: bool = False,
     ) -> "PreTrainedModel":
         """Build the model from a PyTorch-named state dict ({key: array}), reporting every problem at once."""
+        enable_compilation_cache()
         model = cls._from_parts(config, None, resolve_dtype(dtype).name)
         shapes = jax.eval_shape(lambda r: model.module.init(r, **model.dummy_inputs())["params"], jax.random.PRNGKey(0))
         target = {p: jax.ShapeDtypeStruct(s.shape, model.dtype) for p, s in flatten(shapes).items()}
@@ -276,8 +280,13 @@ class PreTrainedModel:
                 raise ValueError("train=True needs dropout_rng=jax.random.PRNGKey(...) for dropout.")
             dropout_rng = next_key()  # model.train(): fresh dropout per call, as PyTorch draws it
         rngs = {"dropout": dropout_rng} if flags["train"] else {}
+        length, bucket = self._call_bucket(inputs)
+        if bucket != length:  # pad the token axis to a bucket: few shapes, few compilations; outputs sliced back
+            inputs = _pad_token_axis(inputs, length, bucket, getattr(self.config, "pad_token_id", None) or 0)
         module = self._unpadded_module(inputs.get("attention_mask")) if unpad_inputs else self.module
         outputs = _forward(module, self.params if params is None else params, inputs, rngs, **flags)
+        if bucket != length:
+            outputs = _slice_token_axis(outputs, length)
         if return_dict is None:
             return_dict = getattr(self.config, "return_dict", True)
         return outputs if return_dict or not hasattr(outputs, "to_tuple") else outputs.to_tuple()
@@ -352,6 +361,30 @@ class PreTrainedModel:
             if path.endswith("embedding") and value.ndim == 2 and value.shape[0] == vocab:
                 return path
         raise NotImplementedError(f"{type(self).__name__} has no input embedding table of {vocab} rows.")
+
+    # Pad the token axis of model(...) calls to a bucketed length (fxformers.ops.bucketing, the pipelines' rule) and
+    # slice the outputs back: the same values, one compilation per bucket instead of one per length. On for the
+    # encoder families, whose padded positions are masked (and whose positions do not depend on the padding);
+    # set FXFORMERS_BUCKET_INPUTS=0 (or model.bucket_inputs = False) to run every shape as given.
+    @property
+    def bucket_inputs(self) -> bool:
+        explicit = self.__dict__.get("_bucket_inputs")
+        if explicit is not None:
+            return explicit
+        return self.supports_unpadding and os.environ.get("FXFORMERS_BUCKET_INPUTS", "1").lower() not in ("0", "false", "no", "off")
+
+    @bucket_inputs.setter
+    def bucket_inputs(self, value: bool) -> None:
+        self.__dict__["_bucket_inputs"] = bool(value)
+
+    def _call_bucket(self, inputs: dict) -> tuple[int, int]:
+        """(length, bucketed length) of this call's token axis; equal when the call runs as given."""
+        ids = inputs.get("input_ids")
+        if ids is None or ids.ndim < 2 or not self.bucket_inputs or \
+                any(isinstance(v, jax.core.Tracer) for v in inputs.values()):
+            return 0, 0
+        length = ids.shape[-1]
+        return length, bucket_length(length, minimum=16, max_length=self.max_input_length())
 
     @property
     def supports_unpadding(self) -> bool:
@@ -474,6 +507,43 @@ def _forward(module, params, inputs, rngs, output_hidden_states=False, output_at
 @functools.lru_cache(maxsize=None)
 def _module_accepts(module_class: type, name: str) -> bool:
     return name in inspect.signature(module_class.__call__).parameters
+
+
+_TOKEN_FIELDS = ("last_hidden_state", "logits", "start_logits", "end_logits")
+_IGNORED_LABEL_INPUTS = ("labels", "start_positions", "end_positions")
+
+
+def _pad_token_axis(inputs: dict, length: int, bucket: int, pad_id: int) -> dict:
+    """Right-pad every [..., length] integer input to ``bucket``: ids with the pad id, masks and types with 0 (so
+    the padding is masked), token labels with -100 (ignored); an absent attention mask becomes ones + padding."""
+    ids = inputs["input_ids"]
+    if "attention_mask" not in inputs:
+        inputs = dict(inputs, attention_mask=np.ones(ids.shape, np.int32))
+    out = {}
+    for name, value in inputs.items():
+        if value.ndim >= 2 and value.shape[-1] == length and value.shape[:-1] == ids.shape[:-1] \
+                and jnp.issubdtype(value.dtype, jnp.integer):  # not float multi-label targets [B, num_labels]
+            fill = pad_id if name == "input_ids" else (-100 if name in _IGNORED_LABEL_INPUTS else 0)
+            widths = [(0, 0)] * (value.ndim - 1) + [(0, bucket - length)]
+            value = np.pad(np.asarray(value), widths, constant_values=fill) if isinstance(value, np.ndarray) \
+                else jnp.pad(value, widths, constant_values=fill)
+        out[name] = value
+    return out
+
+
+def _slice_token_axis(outputs: Any, length: int) -> Any:
+    """The outputs of a bucketed call cut back to ``length`` tokens: [B, T, ...] fields, hidden states, and the
+    [B, N, T, T] attention maps. Sequence-level outputs ([B, num_labels] logits, pooler output) are untouched."""
+    changes = {}
+    for name in _TOKEN_FIELDS:
+        value = getattr(outputs, name, None)
+        if value is not None and not (name == "logits" and value.ndim == 2):
+            changes[name] = value[:, :length]
+    if getattr(outputs, "hidden_states", None) is not None:
+        changes["hidden_states"] = tuple(h[:, :length] for h in outputs.hidden_states)
+    if getattr(outputs, "attentions", None) is not None:
+        changes["attentions"] = tuple(a[:, :, :length, :length] for a in outputs.attentions)
+    return outputs.replace(**changes) if changes else outputs
 
 
 def _resize_axis(value: jax.Array, axis: int, size: int) -> jax.Array:

@@ -304,3 +304,51 @@ def test_text_streamers_match_transformers(tmp_path):
     thread.join()
     with pytest.raises(ValueError, match="batch size 1"):
         model.generate(np.concatenate([ids, ids]), max_new_tokens=2, streamer=Recorder(tok))
+
+
+# -- 9: bucketed model(...) shapes ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("head", ["BertModel", "BertForTokenClassification", "BertForQuestionAnswering",
+                                  "BertForMultipleChoice", "BertForSequenceClassification"])
+def test_bucketed_calls_give_the_same_values(bert_dir, head):
+    model = getattr(fxformers, head).from_pretrained(bert_dir, ignore_mismatched_sizes=True)
+    x = ids((2, 3, 7) if "MultipleChoice" in head else (2, 7))
+    mask = np.ones_like(x)
+    mask[..., 0, 5:] = 0
+    kw = dict(output_hidden_states=True, output_attentions=True)
+    if head == "BertForTokenClassification":
+        kw["labels"] = np.where(mask == 1, x % 2, -100)
+    bucketed = model(input_ids=x, attention_mask=mask, **kw)
+    model.bucket_inputs = False
+    exact = model(input_ids=x, attention_mask=mask, **kw)
+    assert jax.tree_util.tree_structure(bucketed) == jax.tree_util.tree_structure(exact)
+    for a, b in zip(jax.tree_util.tree_leaves(bucketed), jax.tree_util.tree_leaves(exact)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_padding_true_loop_compiles_once_per_bucket(bert):
+    from fxformers.modeling import _forward
+
+    model = fxformers.BertForSequenceClassification(bert.config, bert.params)
+    rng = np.random.RandomState(0)
+    before = _forward._cache_size()
+    for length in rng.randint(3, 24, 12):
+        model(input_ids=rng.randint(0, 99, (4, length)), attention_mask=np.ones((4, length), np.int32))
+    assert _forward._cache_size() - before <= 2  # buckets 16 and 24 (the position limit), not 12 lengths
+
+
+def test_persistent_compilation_cache_settings(monkeypatch, tmp_path):
+    from fxformers import compilation_cache
+
+    script = ("import fxformers, jax\nfrom fxformers.compilation_cache import enable_compilation_cache\n"
+              "print(enable_compilation_cache(), jax.config.jax_compilation_cache_dir)")
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    run = lambda **extra: subprocess.run([sys.executable, "-c", script], env={**env, **extra}, capture_output=True,
+                                         text=True, check=True).stdout.split()
+    assert run(HF_HOME=str(tmp_path)) == [str(tmp_path / "fxformers" / "xla")] * 2  # on by default, in HF_HOME
+    assert run(FXFORMERS_COMPILATION_CACHE=str(tmp_path / "mine"))[0] == str(tmp_path / "mine")
+    assert run(FXFORMERS_COMPILATION_CACHE="0") == ["None", "None"]
+    assert compilation_cache.default_cache_dir().parts[-2:] == ("fxformers", "xla")
