@@ -41,8 +41,8 @@ PROMPT_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024)
 NEW_TOKENS_MULTIPLE = 8
 
 _UNSUPPORTED = {  # field -> value meaning "off"; anything else is rejected rather than silently ignored
-    "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
-    "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None, "sequence_bias": None,
+    "encoder_repetition_penalty": 1.0,
+    "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None,
     "guidance_scale": None, "penalty_alpha": None, "dola_layers": None, "diversity_penalty": None,
     "num_beam_groups": None, "constraints": None, "force_words_ids": None, "stop_strings": None,
     "output_attentions": None, "output_hidden_states": None, "output_logits": None, "return_dict_in_generate": False,
@@ -223,6 +223,10 @@ class GenerationMixin:
             min_p=None if gc.min_p is None or not do_sample else float(gc.min_p),
             min_tokens_to_keep=(n_eos + 1 if n_eos else 2) if (do_sample and num_beams > 1) else 1,
             renormalize_logits=bool(gc.renormalize_logits),
+            sequence_bias=self._sequence_bias(gc.sequence_bias, vocab),
+            typical_p=float(gc.typical_p if gc.typical_p is not None else 1.0) if do_sample else 1.0,
+            epsilon_cutoff=float(gc.epsilon_cutoff or 0.0) if do_sample else 0.0,
+            eta_cutoff=float(gc.eta_cutoff or 0.0) if do_sample else 0.0,
         )
         new_cap = _round_up(max_new, NEW_TOKENS_MULTIPLE)
         if encoder_decoder:
@@ -318,6 +322,22 @@ class GenerationMixin:
         return tuple(w for w in words if not (len(w) == 1 and w[0] in eos_ids))
 
     @staticmethod
+    def _sequence_bias(value, vocab: int) -> tuple:
+        """``{(ids...): bias}`` or ``[[ids, bias], ...]`` (Transformers' two spellings) as a hashable tuple."""
+        if value is None:
+            return ()
+        items = value.items() if isinstance(value, dict) else value
+        try:
+            out = tuple((tuple(int(t) for t in ids), float(bias)) for ids, bias in items)
+        except (TypeError, ValueError):
+            raise ValueError(f"sequence_bias must be {{(token ids): bias}} or [[token ids, bias], ...], got {value!r}.") from None
+        bad = sorted({t for ids, _ in out for t in ids if not 0 <= t < vocab})
+        if not out or any(not ids for ids, _ in out) or bad:
+            raise ValueError(f"sequence_bias needs non-empty id sequences within the vocabulary of {vocab} tokens "
+                             f"(out of range: {bad}), got {value!r}.")
+        return out
+
+    @staticmethod
     def _beam_fill(pad, eos_ids) -> int:
         # Transformers: `pad_token_id or eos_token_id[0] if eos_token_id is not None else -1`
         if not eos_ids:
@@ -358,6 +378,12 @@ class GenerationMixin:
                 raise ValueError(f"top_k must be >= 0, got {gc.top_k}.")
             if gc.min_p is not None and not 0.0 <= gc.min_p <= 1.0:
                 raise ValueError(f"min_p must be in [0, 1], got {gc.min_p}.")
+            if gc.typical_p is not None and not 0.0 < gc.typical_p <= 1.0:
+                raise ValueError(f"typical_p must be in (0, 1] (1 disables it), got {gc.typical_p}.")
+            for name in ("epsilon_cutoff", "eta_cutoff"):
+                value = getattr(gc, name)
+                if value is not None and not 0.0 <= value < 1.0:
+                    raise ValueError(f"{name} must be in [0, 1) (0 disables it), got {value}.")
         if gc.repetition_penalty is not None and gc.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {gc.repetition_penalty}.")
         if gc.early_stopping not in (True, False, "never"):
