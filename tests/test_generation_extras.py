@@ -65,3 +65,27 @@ def test_sampling_with_the_new_warpers_runs_and_validates(gpt2_dir):
     assert out.shape == (1, 8)
     with pytest.raises(ValueError, match="typical_p"):
         model.generate(prompt, do_sample=True, max_new_tokens=2, typical_p=1.5)
+
+
+def test_return_dict_in_generate_scores_and_transition_scores(gpt2_dir):
+    model = fxformers.AutoModelForCausalLM.from_pretrained(gpt2_dir)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(gpt2_dir).eval()
+    prompt = np.array([[3, 4, 5, 6], [0, 0, 7, 8]])
+    mask = (prompt != 0).astype(np.int64)
+    mask[0, :] = 1
+    kw = dict(max_new_tokens=6, pad_token_id=0, return_dict_in_generate=True, output_scores=True,
+              output_logits=True, repetition_penalty=1.3)
+    out = model.generate(prompt, attention_mask=mask, **kw)
+    with torch.no_grad():
+        expected = ref.generate(torch.tensor(prompt), attention_mask=torch.tensor(mask), do_sample=False, **kw)
+    np.testing.assert_array_equal(out.sequences, expected.sequences.numpy())
+    assert type(out).__name__ == "GenerateDecoderOnlyOutput" and len(out.scores) == len(expected.scores)
+    for ours, theirs in zip(out.scores + out.logits, expected.scores + expected.logits):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-5, atol=1e-5)
+    for normalize in (False, True):
+        np.testing.assert_allclose(
+            model.compute_transition_scores(out.sequences, out.scores, normalize_logits=normalize),
+            ref.compute_transition_scores(expected.sequences, expected.scores, normalize_logits=normalize).numpy(),
+            rtol=1e-5, atol=1e-5)
+    with pytest.raises(NotImplementedError, match="beam"):
+        model.generate(prompt, attention_mask=mask, num_beams=2, **kw)

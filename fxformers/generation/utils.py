@@ -31,6 +31,7 @@ from ..random import next_key
 from . import processors as P
 from . import streamers
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig
+from .outputs import GenerateDecoderOnlyOutput, GenerateEncoderDecoderOutput
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,7 @@ _UNSUPPORTED = {  # field -> value meaning "off"; anything else is rejected rath
     "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None,
     "guidance_scale": None, "penalty_alpha": None, "dola_layers": None, "diversity_penalty": None,
     "num_beam_groups": None, "constraints": None, "force_words_ids": None, "stop_strings": None,
-    "output_attentions": None, "output_hidden_states": None, "output_logits": None, "return_dict_in_generate": False,
-    "output_scores": False, "max_time": None,
+    "output_attentions": None, "output_hidden_states": None, "max_time": None,
 }
 
 
@@ -76,6 +76,8 @@ class _Program:
     decoder_start_token_id: int
     buffer_length: int  # S
     stream: bool = False  # call streamers.emit with each step's tokens (generate(streamer=...))
+    output_scores: bool = False  # keep each step's processed scores [R, V] (return_dict_in_generate)
+    output_logits: bool = False  # keep each step's raw logits [R, V]
 
 
 class GenerationMixin:
@@ -268,6 +270,8 @@ class GenerationMixin:
             early_stopping=gc.early_stopping, is_encoder_decoder=encoder_decoder,
             decoder_start_token_id=int(decoder_start) if decoder_start is not None else 0,
             buffer_length=buffer_length, stream=streamer is not None,
+            output_scores=bool(gc.return_dict_in_generate and gc.output_scores),
+            output_logits=bool(gc.return_dict_in_generate and gc.output_logits),
         )
         dyn = {
             "start": start, "prompt_end": prompt_end, "prompt_length": decoder_prompt_len, "max_length": max_length,
@@ -277,19 +281,23 @@ class GenerationMixin:
         dyn = {k: jnp.asarray(v, jnp.int32) for k, v in dyn.items()}
         key = prng_key if prng_key is not None else (next_key() if gc.do_sample else jax.random.PRNGKey(0))
         run = self._generation_program(program)
+        if (program.output_scores or program.output_logits) and strategy == "beam":
+            raise NotImplementedError("output_scores/output_logits are implemented for greedy search and sampling, "
+                                      "not beam search (no sequences_scores/beam_indices yet); use num_beams=1.")
         if streamer is None:
-            sequences, end = run(
+            sequences, end, recorded = run(
                 self.params if params is None else params, jnp.asarray(ids_in), jnp.asarray(mask_in),
                 jnp.asarray(first_token), dyn, key,
             )
-            return sequences[:, start : int(end)]
+            sequences = sequences[:, start : int(end)]
+            return self._generate_output(gc, sequences, recorded, int(end) - prompt_end, encoder_decoder)
         if batch != 1 or strategy == "beam":
             raise ValueError("generate(streamer=...) needs one prompt (batch size 1) and num_beams=1, as in "
                              "Transformers; call generate once per prompt.")
         streamer.put(np.full((1, 1), decoder_start, np.int64) if encoder_decoder else ids)
         dyn["stream_id"] = jnp.asarray(streamers.register(streamer), jnp.int32)
         try:
-            sequences, end = run(
+            sequences, end, recorded = run(
                 self.params if params is None else params, jnp.asarray(ids_in), jnp.asarray(mask_in),
                 jnp.asarray(first_token), dyn, key,
             )
@@ -297,7 +305,36 @@ class GenerationMixin:
         finally:
             streamers.unregister(int(dyn["stream_id"]))
         streamer.end()
-        return sequences
+        return self._generate_output(gc, sequences, recorded, int(end) - prompt_end, encoder_decoder)
+
+    @staticmethod
+    def _generate_output(gc: GenerationConfig, sequences: jax.Array, recorded: dict, steps: int, encoder_decoder: bool):
+        """The sequences, or (``return_dict_in_generate``) Transformers' output object with per-step scores."""
+        if not gc.return_dict_in_generate:
+            return sequences
+        per_step = {name: tuple(values[:, i] for i in range(steps)) for name, values in recorded.items()}
+        cls = GenerateEncoderDecoderOutput if encoder_decoder else GenerateDecoderOnlyOutput
+        return cls(sequences=sequences, scores=per_step.get("scores"), logits=per_step.get("logits"))
+
+    def compute_transition_scores(self, sequences: Any, scores: tuple, beam_indices: Any = None,
+                                  normalize_logits: bool = False) -> np.ndarray:
+        """Transformers' ``compute_transition_scores``: the score of each generated token at its step, [B, steps]
+        (log-probabilities with ``normalize_logits=True``)."""
+        steps = len(scores)
+        stacked = np.stack([np.asarray(s, np.float32) for s in scores])  # [steps, R, V]
+        if normalize_logits:
+            stacked = np.asarray(jax.nn.log_softmax(jnp.asarray(stacked), axis=-1))
+        sequences = np.asarray(sequences)
+        if beam_indices is None:
+            beam_indices = np.broadcast_to(np.arange(stacked.shape[1])[:, None], (stacked.shape[1], steps))
+        beam_indices = np.asarray(beam_indices)
+        masked = beam_indices < 0
+        length = int((~masked).sum(-1).max())
+        beam_indices, masked = np.where(masked, 0, beam_indices)[:, :length], masked[:, :length]
+        tokens = sequences[:, sequences.shape[-1] - length:]
+        step = np.arange(length)[None, :]
+        out = stacked[step, beam_indices, tokens]  # [B, length]
+        return np.where(masked, 0.0, out)
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     @staticmethod
@@ -423,23 +460,28 @@ def _run_program(model, program: _Program, params, input_ids, attention_mask, fi
         logits, state, buffer, first_token = repeat(logits), jax.tree_util.tree_map(repeat, state), repeat(buffer), repeat(first_token)
     process = P.build(program.processors)
     if program.strategy == "beam":
-        return _beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch)
-    return _sample_or_greedy(model, program, process, params, logits, state, buffer, first_token, dyn, key)
+        return (*_beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch), {})
+    new_cap = s - (1 if program.is_encoder_decoder else t_in)  # the most steps the loop can take
+    return _sample_or_greedy(model, program, process, params, logits, state, buffer, first_token, dyn, key, new_cap)
 
 
-def _sample_or_greedy(model, program, process, params, logits, state, buffer, first_token, dyn, key):
+def _sample_or_greedy(model, program, process, params, logits, state, buffer, first_token, dyn, key, new_cap):
     rows = buffer.shape[0]
     eos = jnp.asarray(program.eos_token_ids or (-1,), jnp.int32)
     end_limit = dyn["prompt_end"] + dyn["max_new"]  # one past the last column to write
+    names = [n for n, on in (("scores", program.output_scores), ("logits", program.output_logits)) if on]
 
     def cond(carry):
         pos, unfinished = carry[0], carry[4]
         return (pos < end_limit) & jnp.any(unfinished)
 
     def body(carry):
-        pos, buffer, logits, state, unfinished, key = carry
+        pos, buffer, logits, state, unfinished, key, recorded = carry
         view = P.SequenceView(buffer, dyn["start"], pos, first_token)
         scores = process(logits, view, dyn)
+        step = {"scores": scores, "logits": logits}  # [R, V] each, written at this step's slot
+        recorded = {n: jax.lax.dynamic_update_slice_in_dim(recorded[n], step[n][:, None].astype(jnp.float32),
+                                                           pos - dyn["prompt_end"], axis=1) for n in recorded}
         if program.strategy == "sample":
             key, sub = jax.random.split(key)
             tokens = jax.random.categorical(sub, scores, axis=-1).astype(jnp.int32)
@@ -457,11 +499,12 @@ def _sample_or_greedy(model, program, process, params, logits, state, buffer, fi
         logits, state = jax.lax.cond(
             go_on, lambda st: model.generation_step(params, st, tokens), lambda st: (logits, st), state
         )
-        return pos, buffer, logits, state, unfinished, key
+        return pos, buffer, logits, state, unfinished, key, recorded
 
-    carry = (dyn["prompt_end"], buffer, logits, state, jnp.ones((rows,), bool), key)
-    pos, buffer, *_ = jax.lax.while_loop(cond, body, carry)
-    return buffer, pos
+    recorded = {n: jnp.zeros((rows, new_cap, logits.shape[-1]), jnp.float32) for n in names}  # [R, new, V]
+    carry = (dyn["prompt_end"], buffer, logits, state, jnp.ones((rows,), bool), key, recorded)
+    pos, buffer, *_, recorded = jax.lax.while_loop(cond, body, carry)
+    return buffer, pos, recorded
 
 
 def _beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch):
