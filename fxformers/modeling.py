@@ -380,9 +380,9 @@ class PreTrainedModel:
     def _call_bucket(self, inputs: dict) -> tuple[int, int]:
         """(length, bucketed length) of this call's token axis; equal when the call runs as given."""
         ids = inputs.get("input_ids")
-        if ids is None or ids.ndim < 2 or not self.bucket_inputs or \
-                any(isinstance(v, jax.core.Tracer) for v in inputs.values()):
-            return 0, 0
+        if ids is None or ids.ndim < 2 or not self.bucket_inputs or "start_positions" in inputs or \
+                "end_positions" in inputs or any(isinstance(v, jax.core.Tracer) for v in inputs.values()):
+            return 0, 0  # (question answering's loss is a softmax over every position: padding would change it)
         length = ids.shape[-1]
         return length, bucket_length(length, minimum=16, max_length=self.max_input_length())
 
