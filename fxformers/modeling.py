@@ -538,12 +538,21 @@ def _slice_token_axis(outputs: Any, length: int) -> Any:
     for name in _TOKEN_FIELDS:
         value = getattr(outputs, name, None)
         if value is not None and not (name == "logits" and value.ndim == 2):
-            changes[name] = value[:, :length]
+            changes[name] = _cut(value, (1,), length)
     if getattr(outputs, "hidden_states", None) is not None:
-        changes["hidden_states"] = tuple(h[:, :length] for h in outputs.hidden_states)
+        changes["hidden_states"] = tuple(_cut(h, (1,), length) for h in outputs.hidden_states)
     if getattr(outputs, "attentions", None) is not None:
-        changes["attentions"] = tuple(a[:, :, :length, :length] for a in outputs.attentions)
+        changes["attentions"] = tuple(_cut(a, (2, 3), length) for a in outputs.attentions)
     return outputs.replace(**changes) if changes else outputs
+
+
+def _cut(value: jax.Array, axes: tuple[int, ...], length: int) -> jax.Array:
+    """``value`` cut to ``length`` along ``axes``. On CPU through a numpy view and one copy: an eager jax slice
+    would compile a small program for every new length, which is what bucketing avoids."""
+    index = tuple(slice(0, length) if axis in axes else slice(None) for axis in range(value.ndim))
+    if all(d.platform == "cpu" for d in value.devices()):
+        return jax.device_put(np.ascontiguousarray(np.asarray(value)[index]), next(iter(value.devices())))
+    return value[index]
 
 
 def _resize_axis(value: jax.Array, axis: int, size: int) -> jax.Array:
