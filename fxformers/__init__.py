@@ -40,6 +40,10 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "fxformers.checkpoints",
     "pipeline": "fxformers.pipelines",
     "SentenceEmbedder": "fxformers.pipelines",
+    "set_seed": "fxformers.random",
+    "TextStreamer": "fxformers.generation",
+    "TextIteratorStreamer": "fxformers.generation",
+    "BaseStreamer": "fxformers.generation",
 }
 # Every architecture's config and model classes, from the one model_type table the Auto classes use.
 for _package, _config, _classes in REGISTRY.values():
@@ -60,7 +64,8 @@ _EXPORTS["TokenizerError"] = "fxformers.tokenization"
 for _name in (
     "Trainer", "TrainingArguments", "EvalPrediction", "TrainState", "DataCollatorWithPadding",
     "DataCollatorForLanguageModeling", "DataCollatorForSeq2Seq", "DataCollatorForTokenClassification",
-    "DefaultDataCollator", "default_data_collator",
+    "DefaultDataCollator", "default_data_collator", "TrainerCallback", "TrainerControl", "TrainerState",
+    "EarlyStoppingCallback", "ProgressCallback", "PrinterCallback", "Seq2SeqTrainer", "Seq2SeqTrainingArguments",
 ):
     _EXPORTS[_name] = "fxformers.training"
 for _name in (
@@ -76,7 +81,13 @@ for _name in ("LoraConfig", "get_peft_model", "PeftModel"):
 __all__ = sorted(_EXPORTS)
 
 
+# submodules reachable as attributes, as in Transformers (fxformers.logging.set_verbosity_info())
+_SUBMODULES = ("logging",)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"fxformers.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fxformers' has no attribute {name!r}")

@@ -9,7 +9,7 @@ import importlib
 import os
 from typing import Any, Optional
 
-from .configuration import PretrainedConfig, load_config_dict
+from .configuration import PretrainedConfig, drop_torch_only_kwargs, load_config_dict
 
 # model_type -> (package under fxformers.models, config class, {auto class -> model class})
 REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -139,7 +139,6 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
-_MODEL_KWARGS = ("dtype", "seed", "from_pt", "from_flax", "ignore_mismatched_sizes", "mesh", "partition_rules")
 
 
 def _load(model_type: str, class_name: str) -> Any:
@@ -169,6 +168,7 @@ class AutoConfig:
     @staticmethod
     def from_pretrained(name_or_path: str | os.PathLike, **kwargs: Any) -> PretrainedConfig:
         hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        drop_torch_only_kwargs("AutoConfig", kwargs)
         config_dict = load_config_dict(name_or_path, **hub)
         return config_class_for(config_dict.get("model_type")).from_dict(config_dict, **kwargs)
 
@@ -197,12 +197,10 @@ class _AutoModel:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: Optional[PretrainedConfig] = None, **kwargs: Any):
         hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
-        model_kwargs = {k: kwargs.pop(k) for k in _MODEL_KWARGS if k in kwargs}
         if config is None:
-            config = AutoConfig.from_pretrained(name_or_path, **hub, **kwargs)
-        elif kwargs:
-            config.update(kwargs)
-        return cls.model_class(config).from_pretrained(name_or_path, config=config, **hub, **model_kwargs)
+            config = AutoConfig.from_pretrained(name_or_path, **hub)
+        # every other keyword (config overrides, dtype, PyTorch-only options) is checked by the model class
+        return cls.model_class(config).from_pretrained(name_or_path, config=config, **hub, **kwargs)
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, **kwargs: Any):

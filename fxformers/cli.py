@@ -191,9 +191,16 @@ def _model_class(config: Any, arch: Optional[str]):
     return auto.AutoModel.model_class(config)
 
 
+def _fxformers_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fxformers", description="Transformers' workflow in JAX: pipelines, env, convert.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show info logs")
+    parser.add_argument("--version", action="version", version=f"fxformers {_fxformers_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pipeline", help="run a pipeline on texts", description="Run pipeline(TASK) on the given texts.")
@@ -238,12 +245,33 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.recipes import train_from_config
 
-    print(json.dumps(train_from_config(args.config, args.overrides), indent=2))
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer's printed logs; stdout is the JSON summary
+        metrics = train_from_config(args.config, args.overrides)
+    print(json.dumps(metrics, indent=2))
     return 0
 
 
+def _dashed(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Accept Transformers' underscore spelling of options (``--aggregation_strategy``) as well as the dashed one."""
+    known = set(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                known.update(subparser._option_string_actions)
+    out = []
+    for token in argv:
+        name, sep, value = token.partition("=")
+        dashed = "--" + name[2:].replace("_", "-")
+        out.append(dashed + sep + value if name.startswith("--") and name not in known and dashed in known else token)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(_dashed(argv, parser))
     if extra and getattr(args, "command", None) != "train":
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra

@@ -42,6 +42,28 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "label2id": None,
 }
 
+# Keywords Transformers' ``from_pretrained`` takes for PyTorch placement, kernels, quantization, remote code or
+# download control: accepted so that a PyTorch script runs unchanged, ignored (JAX places arrays itself; only
+# safetensors/bin/msgpack weights are read), logged once at info level, and never written into the config.
+TORCH_ONLY_KWARGS = frozenset({
+    "device_map", "low_cpu_mem_usage", "attn_implementation", "trust_remote_code", "max_memory", "offload_folder",
+    "offload_state_dict", "offload_buffers", "use_safetensors", "weights_only", "force_download", "resume_download",
+    "proxies", "mirror", "_fast_init", "from_tf", "use_kernels", "kernel_config", "allow_all_kernels", "tp_plan",
+    "tp_size", "device_mesh", "distributed_config", "key_mapping", "output_loading_info", "disable_mmap",
+    "fusion_config", "experts_implementation", "_from_auto", "_from_pipeline", "_commit_hash", "tqdm_class",
+    "code_revision", "adapter_kwargs", "adapter_name",
+})
+
+def drop_torch_only_kwargs(owner: str, kwargs: dict) -> None:
+    """Remove PyTorch-only loading keywords from ``kwargs`` (in place), with one info line naming them."""
+    ignored = sorted(k for k in kwargs if k in TORCH_ONLY_KWARGS)
+    for key in ignored:
+        kwargs.pop(key)
+    if ignored:
+        logger.info("%s.from_pretrained ignores the PyTorch-only arguments %s (JAX places and runs the weights "
+                    "itself).", owner, ignored)
+
+
 _PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 # Size fields a config.json can carry (each architecture's own spelling), with the range a real model stays in.
@@ -174,6 +196,8 @@ class PretrainedConfig:
         out = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("_")}
         if out.get("id2label") is not None:
             out["id2label"] = {str(k): v for k, v in out["id2label"].items()}
+        if out.get("dtype") is not None and not isinstance(out["dtype"], str):  # torch.bfloat16, jnp.float16 ...
+            out["dtype"] = str(getattr(out["dtype"], "__name__", out["dtype"])).removeprefix("torch.")
         out["model_type"] = self.model_type
         return out
 
@@ -217,6 +241,7 @@ class PretrainedConfig:
         local_files_only: bool = False,
         **overrides: Any,
     ) -> "PretrainedConfig":
+        drop_torch_only_kwargs(cls.__name__, overrides)
         config_dict = load_config_dict(
             name_or_path, cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only
         )

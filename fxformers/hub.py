@@ -95,19 +95,32 @@ def resolve_file(
 
 def _download(repo_id: str, filename: str, cache: Path, revision: Optional[str], token: Optional[str]) -> Optional[Path]:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         return Path(hf_hub_download(repo_id, filename, cache_dir=str(cache), revision=revision, token=token))
+    except LocalEntryNotFoundError as err:  # no connection and not cached (it subclasses EntryNotFoundError)
+        raise ModelNotFoundError(_unreachable(repo_id, filename, cache, err)) from err
     except EntryNotFoundError:
         return None
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise ModelNotFoundError(f"{repo_id!r} (revision {revision or 'main'}) was not found on the hub: {err}") from err
     except OSError as err:  # connection errors subclass OSError in requests/httpx
-        raise ModelNotFoundError(
-            f"{repo_id!r} is not a local folder, is not cached at {cache}, and could not be downloaded ({err}). "
-            "Pass the path of a local folder, or set HF_HUB_OFFLINE=1 to fail fast without network."
-        ) from err
+        raise ModelNotFoundError(_unreachable(repo_id, filename, cache, err)) from err
+
+
+def _unreachable(repo_id: str, filename: str, cache: Path, err: Exception) -> str:
+    return (
+        f"Could not reach the Hugging Face Hub to download {filename} of {repo_id!r}, and it is not a local folder "
+        f"nor in the cache at {cache} ({type(err).__name__}: {err}). Check the network connection; or pass the "
+        "path of a local folder holding config.json and the weights; or set HF_HUB_OFFLINE=1 to use only the "
+        "cache and fail fast without network."
+    )
 
 
 def require_file(name_or_path, filename: str, **kwargs) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import inspect
 import logging
 import os
 import re
@@ -22,10 +23,13 @@ import numpy as np
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding
 
-from .configuration import PretrainedConfig
 from .checkpoints.lazy import release_freed_memory
+from .compilation_cache import enable_compilation_cache
+from .configuration import PretrainedConfig, drop_torch_only_kwargs
 from .convert import ConversionTable, align_prefix, flatten, flax_to_pytorch, pytorch_to_flax, unflatten
+from .ops.bucketing import bucket_length
 from .ops.unpadding import check_right_padded, unpadded_length
+from .random import next_key
 from .sharding import PartitionRules, gather_to_host, param_shardings, place_batch
 
 logger = logging.getLogger(__name__)
@@ -34,9 +38,12 @@ _FLAGS = ("output_hidden_states", "output_attentions", "train")
 
 
 def resolve_dtype(dtype: Any, config: Optional[PretrainedConfig] = None) -> jnp.dtype:
-    """None -> float32; "auto" -> the checkpoint's dtype; names ("bfloat16", "torch.float16") or dtypes as given."""
+    """None -> float32; "auto" -> the checkpoint's dtype; names ("bfloat16", "torch.float16"), torch dtypes
+    (``torch.bfloat16``, read by name: torch is never imported) or dtypes as given."""
     if dtype is None:
         return jnp.dtype(jnp.float32)
+    if type(dtype).__module__ == "torch":
+        dtype = str(dtype)  # "torch.bfloat16"
     if isinstance(dtype, str):
         if dtype == "auto":
             saved = getattr(config, "dtype", None) if config is not None else None
@@ -47,6 +54,47 @@ def resolve_dtype(dtype: Any, config: Optional[PretrainedConfig] = None) -> jnp.
         except TypeError:
             raise ValueError(f"Unknown dtype {dtype!r}; use float32, bfloat16 or float16.") from None
     return jnp.dtype(dtype)
+
+
+# Keywords that change what is loaded and that fxformers does not implement: refused rather than ignored.
+_UNSUPPORTED_LOAD_KWARGS = {
+    "quantization_config": "quantization is not implemented; load in float32 or dtype='bfloat16'",
+    "load_in_8bit": "quantization is not implemented; load in float32 or dtype='bfloat16'",
+    "load_in_4bit": "quantization is not implemented; load in float32 or dtype='bfloat16'",
+    "gguf_file": "GGUF files are not read; pass a folder with safetensors or pytorch_model.bin",
+    "subfolder": "pass the subfolder's path itself (a local folder)",
+    "variant": "rename the variant's weights file to model.safetensors (or pass a folder holding it)",
+    "state_dict": "use Model.from_state_dict(state_dict, config)",
+}
+
+
+def pop_load_kwargs(class_name: str, dtype: Any, kwargs: dict) -> Any:
+    """Take Transformers-only loading keywords out of ``kwargs`` (in place) and return the dtype to use.
+
+    ``torch_dtype`` (Transformers 4) is ``dtype``; PyTorch-only keywords are dropped with one info line;
+    keywords that would change what is loaded and are not implemented raise.
+    """
+    legacy = kwargs.pop("torch_dtype", None)
+    if dtype is None:
+        dtype = legacy
+    for key, why in _UNSUPPORTED_LOAD_KWARGS.items():
+        value = kwargs.pop(key, None)
+        if value not in (None, False, ""):
+            raise NotImplementedError(f"{class_name}.from_pretrained({key}=...) is not supported: {why}.")
+    drop_torch_only_kwargs(class_name, kwargs)
+    return dtype
+
+
+def check_config_overrides(class_name: str, config: PretrainedConfig, overrides: dict) -> dict:
+    """Transformers' rule: keyword arguments naming a config attribute override it; any other raises TypeError."""
+    unknown = sorted(k for k in overrides if not hasattr(config, k))
+    if unknown:
+        raise TypeError(
+            f"{class_name}.from_pretrained() got unexpected keyword arguments {unknown}: they are neither loading "
+            f"options nor fields of {type(config).__name__}. Check the spelling (e.g. num_labels), or set a new "
+            "config field explicitly with config=AutoConfig.from_pretrained(...) and config.<field> = value."
+        )
+    return overrides
 
 
 class PreTrainedModel:
@@ -75,6 +123,7 @@ class PreTrainedModel:
     mesh: Optional[Mesh] = None
 
     def __init__(self, config: PretrainedConfig, params: Any = None, *, dtype: Any = None, seed: int = 0):
+        enable_compilation_cache()
         self.config = config
         self.dtype = resolve_dtype(dtype)
         self.module = self.module_class(config=config, dtype=self.dtype)
@@ -149,11 +198,12 @@ class PreTrainedModel:
         from .checkpoints.loading import open_state_dict
 
         hub = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
+        dtype = pop_load_kwargs(cls.__name__, dtype, config_overrides)
         if config is None:
-            config = cls.config_class.from_pretrained(name_or_path, **hub, **config_overrides)
+            config = cls.config_class.from_pretrained(name_or_path, **hub)
         else:
             config = copy.deepcopy(config)
-            config.update(config_overrides)
+        config.update(check_config_overrides(cls.__name__, config, config_overrides))
         state_dict = open_state_dict(name_or_path, from_flax=from_flax, **hub)
         return cls.from_state_dict(
             state_dict, config, source=state_dict.source, dtype=resolve_dtype(dtype, config), seed=seed,
@@ -176,6 +226,7 @@ class PreTrainedModel:
         """Build the model from a PyTorch-named state dict ({key: array or LazyTensor}), reporting every problem at
         once. Each tensor is placed (on ``mesh`` when given) as soon as it is converted; only the weights the
         checkpoint lacks are initialised."""
+        enable_compilation_cache()
         model = cls._from_parts(config, None, resolve_dtype(dtype).name, mesh)
         model._custom_partition_rules = partition_rules
         target = model.param_shapes()
@@ -294,16 +345,126 @@ class PreTrainedModel:
             kwargs[self.main_input_name] = args[0]
             if len(args) > 1:
                 raise TypeError("Pass model inputs after the first as keywords (attention_mask=..., ...).")
-        kwargs.pop("return_dict", None)
-        flags = {k: bool(kwargs.pop(k, False) or False) for k in _FLAGS}
+        return_dict = kwargs.pop("return_dict", None)
+        kwargs.pop("use_cache", None)  # the forward never returns a KV cache; generate() keeps its own
+        if "token_type_ids" in kwargs and not _module_accepts(self.module_class, "token_type_ids"):
+            kwargs.pop("token_type_ids")  # e.g. DistilBERT: no segment embeddings; Transformers 5 ignores them too
+        if self.dtype == jnp.float16:
+            self._check_float16()
+        flags = self._call_flags(kwargs)
         inputs = self.prepare_inputs({k: v for k, v in kwargs.items() if v is not None})
         if flags["train"] and dropout_rng is None:
-            raise ValueError("train=True needs dropout_rng=jax.random.PRNGKey(...) for dropout.")
+            if not self.training:
+                raise ValueError("train=True needs dropout_rng=jax.random.PRNGKey(...) for dropout.")
+            dropout_rng = next_key()  # model.train(): fresh dropout per call, as PyTorch draws it
         rngs = {"dropout": dropout_rng} if flags["train"] else {}
+        length, bucket = self._call_bucket(inputs)
+        if bucket != length:  # pad the token axis to a bucket: few shapes, few compilations; outputs sliced back
+            inputs = _pad_token_axis(inputs, length, bucket, getattr(self.config, "pad_token_id", None) or 0)
         module = self._unpadded_module(inputs.get("attention_mask")) if unpad_inputs else self.module
         if self.mesh is not None:
             inputs = place_batch(inputs, self.mesh)
-        return _forward(module, self.params if params is None else params, inputs, rngs, **flags)
+        outputs = _forward(module, self.params if params is None else params, inputs, rngs, **flags)
+        if bucket != length:
+            outputs = _slice_token_axis(outputs, length)
+        if return_dict is None:
+            return_dict = getattr(self.config, "return_dict", True)
+        return outputs if return_dict or not hasattr(outputs, "to_tuple") else outputs.to_tuple()
+
+    def _check_float16(self) -> None:
+        leaf = jax.tree_util.tree_leaves(self.params)[0]
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer) and \
+                all(d.platform == "cpu" for d in leaf.devices()):
+            raise ValueError(
+                f"{type(self).__name__} is in float16, which XLA cannot run on CPU (its matrix products have no "
+                "float16 kernel). On CPU load it with dtype='bfloat16' or float32 (the default), or use "
+                "model.astype(jnp.float32); float16 runs on GPU."
+            )
+
+    def _call_flags(self, kwargs: dict) -> dict:
+        """The static flags of a call: given ones win, then the config's ``output_hidden_states`` /
+        ``output_attentions`` (as Transformers reads them), then the train/eval mode (``model.train()``)."""
+        flags = {}
+        for name in _FLAGS:
+            value = kwargs.pop(name, None)
+            if value is None:
+                value = self.training if name == "train" else getattr(self.config, name, False)
+            flags[name] = bool(value)
+        return flags
+
+    # -- PyTorch habits: the mode, the device, the embeddings -----------------------------------------------------
+    training: bool = False  # Transformers' from_pretrained returns a model in eval mode
+
+    def train(self, mode: bool = True) -> "PreTrainedModel":
+        """Training mode: calls apply dropout (keys drawn from the library key that ``set_seed`` seeds, unless
+        ``dropout_rng=`` is given). The Trainer does not need it; it drives dropout itself."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> "PreTrainedModel":
+        """Inference mode (the default): no dropout."""
+        return self.train(False)
+
+    @property
+    def device(self) -> jax.Device:
+        """The device holding the parameters (the first one when they are sharded)."""
+        leaf = jax.tree_util.tree_leaves(self.params)[0]
+        return next(iter(leaf.devices())) if isinstance(leaf, jax.Array) else jax.devices()[0]
+
+    def to(self, device: Any = None, dtype: Any = None) -> "PreTrainedModel":
+        """``model.to("cuda")`` / ``model.to(jax_device)`` / ``model.to(dtype)``: put the params on that device
+        (``"cuda"``/``"gpu"``/``"cpu"``/``"tpu"``, an index, or a ``jax.Device``), cast them when a dtype is given."""
+        if dtype is None and device is not None and not isinstance(device, (str, int, jax.Device)) \
+                and type(device).__name__ != "device":
+            device, dtype = None, device  # model.to(torch.float16) / model.to(jnp.bfloat16)
+        model = self.astype(dtype) if dtype is not None else self
+        if device is not None:
+            model.params = jax.device_put(model.params, resolve_device(device))
+        return model
+
+    def get_input_embeddings(self) -> Any:
+        """The word-embedding matrix [V, D] (a jax.Array; set it back with ``set_input_embeddings``)."""
+        return flatten(self.params)[self._input_embeddings_path()]
+
+    def set_input_embeddings(self, value: Any) -> None:
+        flat = flatten(self.params)
+        path = self._input_embeddings_path()
+        if tuple(value.shape) != tuple(flat[path].shape):
+            raise ValueError(f"New input embeddings have shape {tuple(value.shape)}, expected "
+                             f"{tuple(flat[path].shape)}; use resize_token_embeddings to change the vocabulary.")
+        flat[path] = jnp.asarray(value, flat[path].dtype)
+        self.params = unflatten(flat)
+
+    def _input_embeddings_path(self) -> str:
+        vocab = getattr(self.config, "vocab_size", None)
+        for path, value in flatten(self.params).items():  # the first vocabulary-sized embedding table
+            if path.endswith("embedding") and value.ndim == 2 and value.shape[0] == vocab:
+                return path
+        raise NotImplementedError(f"{type(self).__name__} has no input embedding table of {vocab} rows.")
+
+    # Pad the token axis of model(...) calls to a bucketed length (fxformers.ops.bucketing, the pipelines' rule) and
+    # slice the outputs back: the same values, one compilation per bucket instead of one per length. On for the
+    # encoder families, whose padded positions are masked (and whose positions do not depend on the padding);
+    # set FXFORMERS_BUCKET_INPUTS=0 (or model.bucket_inputs = False) to run every shape as given.
+    @property
+    def bucket_inputs(self) -> bool:
+        explicit = self.__dict__.get("_bucket_inputs")
+        if explicit is not None:
+            return explicit
+        return self.supports_unpadding and os.environ.get("FXFORMERS_BUCKET_INPUTS", "1").lower() not in ("0", "false", "no", "off")
+
+    @bucket_inputs.setter
+    def bucket_inputs(self, value: bool) -> None:
+        self.__dict__["_bucket_inputs"] = bool(value)
+
+    def _call_bucket(self, inputs: dict) -> tuple[int, int]:
+        """(length, bucketed length) of this call's token axis; equal when the call runs as given."""
+        ids = inputs.get("input_ids")
+        if ids is None or ids.ndim < 2 or not self.bucket_inputs or "start_positions" in inputs or \
+                "end_positions" in inputs or any(isinstance(v, jax.core.Tracer) for v in inputs.values()):
+            return 0, 0  # (question answering's loss is a softmax over every position: padding would change it)
+        length = ids.shape[-1]
+        return length, bucket_length(length, minimum=16, max_length=self.max_input_length())
 
     @property
     def supports_unpadding(self) -> bool:
@@ -338,8 +499,29 @@ class PreTrainedModel:
         for name, value in inputs.items():
             if not isinstance(value, (jax.Array, np.ndarray)):
                 inputs[name] = np.asarray(value)
-        self.validate_inputs(inputs)
+        if any(isinstance(v, jax.core.Tracer) for v in inputs.values()):
+            # inside the caller's jax.jit / grad: values are not known, check what the shapes say
+            self.validate_shapes(inputs)
+        else:
+            self.validate_inputs(inputs)
         return inputs
+
+    def validate_shapes(self, inputs: dict) -> None:
+        """The static part of ``validate_inputs`` (dtype and shapes), usable on traced arrays."""
+        ids = inputs.get("input_ids")
+        if ids is None and inputs.get("inputs_embeds") is None:
+            raise ValueError(f"{type(self).__name__} needs input_ids (or inputs_embeds).")
+        if ids is not None and not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise TypeError(f"input_ids must be integers, got dtype {ids.dtype}.")
+        limit = self.max_input_length()
+        if ids is not None and limit is not None and ids.shape[-1] > limit:
+            raise ValueError(
+                f"input_ids has length {ids.shape[-1]}, longer than this model's limit of {limit} positions "
+                "(max_position_embeddings); truncate the input (tokenizer(..., truncation=True))."
+            )
+        for name in ("attention_mask", "token_type_ids", "position_ids"):
+            if name in inputs and ids is not None and inputs[name].shape != ids.shape:
+                raise ValueError(f"{name} has shape {inputs[name].shape}, input_ids has {ids.shape}; they must match.")
 
     def validate_inputs(self, inputs: dict) -> None:
         ids = inputs.get("input_ids")
@@ -402,6 +584,57 @@ def _forward(module, params, inputs, rngs, output_hidden_states=False, output_at
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _module_accepts(module_class: type, name: str) -> bool:
+    return name in inspect.signature(module_class.__call__).parameters
+
+
+_TOKEN_FIELDS = ("last_hidden_state", "logits", "start_logits", "end_logits")
+_IGNORED_LABEL_INPUTS = ("labels", "start_positions", "end_positions")
+
+
+def _pad_token_axis(inputs: dict, length: int, bucket: int, pad_id: int) -> dict:
+    """Right-pad every [..., length] integer input to ``bucket``: ids with the pad id, masks and types with 0 (so
+    the padding is masked), token labels with -100 (ignored); an absent attention mask becomes ones + padding."""
+    ids = inputs["input_ids"]
+    if "attention_mask" not in inputs:
+        inputs = dict(inputs, attention_mask=np.ones(ids.shape, np.int32))
+    out = {}
+    for name, value in inputs.items():
+        if value.ndim >= 2 and value.shape[-1] == length and value.shape[:-1] == ids.shape[:-1] \
+                and jnp.issubdtype(value.dtype, jnp.integer):  # not float multi-label targets [B, num_labels]
+            fill = pad_id if name == "input_ids" else (-100 if name in _IGNORED_LABEL_INPUTS else 0)
+            widths = [(0, 0)] * (value.ndim - 1) + [(0, bucket - length)]
+            value = np.pad(np.asarray(value), widths, constant_values=fill) if isinstance(value, np.ndarray) \
+                else jnp.pad(value, widths, constant_values=fill)
+        out[name] = value
+    return out
+
+
+def _slice_token_axis(outputs: Any, length: int) -> Any:
+    """The outputs of a bucketed call cut back to ``length`` tokens: [B, T, ...] fields, hidden states, and the
+    [B, N, T, T] attention maps. Sequence-level outputs ([B, num_labels] logits, pooler output) are untouched."""
+    changes = {}
+    for name in _TOKEN_FIELDS:
+        value = getattr(outputs, name, None)
+        if value is not None and not (name == "logits" and value.ndim == 2):
+            changes[name] = _cut(value, (1,), length)
+    if getattr(outputs, "hidden_states", None) is not None:
+        changes["hidden_states"] = tuple(_cut(h, (1,), length) for h in outputs.hidden_states)
+    if getattr(outputs, "attentions", None) is not None:
+        changes["attentions"] = tuple(_cut(a, (2, 3), length) for a in outputs.attentions)
+    return outputs.replace(**changes) if changes else outputs
+
+
+def _cut(value: jax.Array, axes: tuple[int, ...], length: int) -> jax.Array:
+    """``value`` cut to ``length`` along ``axes``. On CPU through a numpy view and one copy: an eager jax slice
+    would compile a small program for every new length, which is what bucketing avoids."""
+    index = tuple(slice(0, length) if axis in axes else slice(None) for axis in range(value.ndim))
+    if all(d.platform == "cpu" for d in value.devices()):
+        return jax.device_put(np.ascontiguousarray(np.asarray(value)[index]), next(iter(value.devices())))
+    return value[index]
+
+
 def _resize_axis(value: jax.Array, axis: int, size: int) -> jax.Array:
     old = value.shape[axis]
     if size <= old:
@@ -433,3 +666,22 @@ def check_ids(ids: jax.Array, name: str, limit: Optional[int]) -> None:
         bad = low if low < 0 else high
         where = tuple(int(i) for i in np.argwhere(host == bad)[0])
         raise ValueError(f"{name} holds {bad} at index {where}, outside [0, {limit}); fix the ids or the tokenizer.")
+
+
+def resolve_device(device: Any) -> jax.Device:
+    """A ``jax.Device`` from PyTorch spellings: "cuda", "cuda:1", "gpu", "cpu", "tpu", "mps", an int, a torch.device."""
+    if isinstance(device, jax.Device):
+        return device
+    text = str(device)
+    if isinstance(device, int):
+        return jax.devices()[device]
+    kind, _, index = text.partition(":")
+    platform = {"cuda": "gpu", "rocm": "gpu", "mps": "METAL"}.get(kind, kind)
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError as err:
+        raise ValueError(
+            f"model.to({device!r}): JAX has no {platform} device here (devices: {jax.devices()}); use "
+            "model.to('cpu'), or install the jax build for that accelerator."
+        ) from err
+    return devices[int(index) if index else 0]

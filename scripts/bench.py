@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ALL_SECTIONS = ("encoder", "tokenizers", "generation", "seq2seq", "training")
+ALL_SECTIONS = ("encoder", "tokenizers", "generation", "seq2seq", "training", "first_call")
 
 # Other owners' scripts, and the size flags passed to them (a script's own --quick, when it has one, wins in
 # quick mode). "cpu" is the full run on CPU, "gpu" the issue's shapes.
@@ -49,6 +49,7 @@ SECTION_SCRIPTS = {
     "generation": "bench_generation.py",
     "seq2seq": "bench_seq2seq.py",
     "training": "bench_training.py",
+    "first_call": "bench_first_call.py",  # quickstart in fresh processes (cold/warm cache), padding=True loop
 }
 SECTION_SIZE_ARGS = {
     "tokenizers": {"quick": ["--sentences", "2000", "--repeats", "2"], "cpu": ["--sentences", "10000", "--repeats", "3"],

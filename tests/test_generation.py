@@ -209,8 +209,8 @@ def test_clear_errors(gpt2):
         fm.generate(np.full((1, 60), 5), max_new_tokens=10)
     with pytest.raises(ValueError, match="temperature"):
         fm.generate(ids, do_sample=True, temperature=0.0)
-    with pytest.raises(NotImplementedError, match="typical_p"):
-        fm.generate(ids, do_sample=True, typical_p=0.5)
+    with pytest.raises(NotImplementedError, match="diversity_penalty"):  # typical_p is supported now
+        fm.generate(ids, num_beams=2, diversity_penalty=0.5)
     with pytest.raises(ValueError, match="outside"):
         fm.generate(np.array([[5, VOCAB]]))
     with pytest.raises(ValueError, match="no rows"):

@@ -24,10 +24,11 @@ from .processors import (
     top_p_filter,
 )
 from .protocol import GenerationModel
+from .streamers import BaseStreamer, TextIteratorStreamer, TextStreamer
 from .utils import GenerationMixin, prompt_bucket
 
 __all__ = [
     "GenerationConfig", "GenerationMixin", "GenerationModel", "SequenceView", "apply_temperature", "prompt_bucket",
     "min_p_filter", "no_repeat_ngram_mask", "repetition_penalty", "top_k_filter", "top_k_top_p_filtering",
-    "top_p_filter",
+    "top_p_filter", "BaseStreamer", "TextStreamer", "TextIteratorStreamer",
 ]

@@ -79,6 +79,62 @@ def min_p_filter(scores, min_p: float, filter_value: float = NEG_INF, min_tokens
     return jnp.where(remove, filter_value, scores)
 
 
+def _keep_top(remove, scores, min_tokens_to_keep: int):
+    """``remove`` [R, V] but never the ``min_tokens_to_keep`` highest scores (Transformers' top-k guard)."""
+    k = min(min_tokens_to_keep, scores.shape[-1])
+    kth = jax.lax.top_k(scores, k)[0][..., -1:]
+    return remove & (scores < kth)
+
+
+def typical_filter(scores, mass: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
+    """Locally typical sampling: keep the tokens whose surprise is closest to the entropy, up to ``mass``."""
+    normalized = jax.nn.log_softmax(scores, axis=-1)
+    p = jnp.exp(normalized)
+    ent = -jnp.nansum(normalized * p, axis=-1, keepdims=True)  # -inf * 0 = nan at filtered tokens: skipped
+    shifted = jnp.abs(-normalized - ent)
+    order = jnp.argsort(shifted, axis=-1)  # ascending [R, V]
+    sorted_shifted = jnp.take_along_axis(shifted, order, axis=-1)
+    cumulative = jnp.cumsum(jax.nn.softmax(jnp.take_along_axis(scores, order, axis=-1), axis=-1), axis=-1)
+    last = jnp.minimum((cumulative < mass).sum(axis=-1, keepdims=True), scores.shape[-1] - 1)  # [R, 1]
+    remove_sorted = sorted_shifted > jnp.take_along_axis(sorted_shifted, last, axis=-1)
+    remove_sorted = remove_sorted & (jnp.arange(scores.shape[-1]) >= min_tokens_to_keep)
+    rows = jnp.arange(scores.shape[0])[:, None]
+    remove = jnp.zeros_like(remove_sorted).at[rows, order].set(remove_sorted)
+    return jnp.where(remove, filter_value, scores)
+
+
+def epsilon_filter(scores, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
+    """Drop tokens with probability below ``epsilon`` (epsilon sampling)."""
+    remove = _keep_top(jax.nn.softmax(scores, axis=-1) < epsilon, scores, min_tokens_to_keep)
+    return jnp.where(remove, filter_value, scores)
+
+
+def eta_filter(scores, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
+    """Eta sampling: drop tokens below ``min(epsilon, sqrt(epsilon) * exp(-entropy))``."""
+    log_p = jax.nn.log_softmax(scores, axis=-1)
+    p = jnp.exp(log_p)
+    entropy = -jnp.sum(jnp.where(p > 0, p * log_p, 0.0), axis=-1, keepdims=True)
+    eta = jnp.minimum(jnp.float32(epsilon), jnp.sqrt(jnp.float32(epsilon)) * jnp.exp(-entropy))
+    remove = _keep_top(p < eta, scores, min_tokens_to_keep)
+    return jnp.where(remove, filter_value, scores)
+
+
+def sequence_bias(scores, view: "SequenceView", biases: Sequence[tuple[tuple[int, ...], float]]):
+    """Add each bias to its sequence's last token when the row ends with the rest of the sequence."""
+    r, v = scores.shape
+    single = [(ids[0], b) for ids, b in biases if len(ids) == 1]
+    bias = jnp.zeros((v,), jnp.float32)
+    if single:
+        bias = bias.at[jnp.asarray([i for i, _ in single])].set(jnp.asarray([b for _, b in single], jnp.float32))
+    bias = jnp.broadcast_to(bias, (r, v))
+    for ids, b in ((ids, b) for ids, b in biases if len(ids) > 1):
+        k = len(ids) - 1
+        tail = jax.lax.dynamic_slice_in_dim(view.sequences, jnp.maximum(view.length - k, 0), k, axis=1)  # [R, k]
+        hit = jnp.all(tail == jnp.asarray(ids[:-1], tail.dtype)[None, :], axis=-1) & (view.cur_len >= k)  # [R]
+        bias = bias.at[:, ids[-1]].add(jnp.where(hit, jnp.float32(b), 0.0))
+    return scores + bias
+
+
 def top_k_top_p_filtering(logits, top_k: int = 0, top_p: float = 1.0, filter_value: float = NEG_INF,
                           min_tokens_to_keep: int = 1):
     """Top-k then nucleus (top-p) filtering of ``logits [R, V]`` (Transformers 4's ``top_k_top_p_filtering``)."""
@@ -177,6 +233,10 @@ class ProcessorSpec:
     min_p: float | None = None
     min_tokens_to_keep: int = 1
     renormalize_logits: bool = False
+    sequence_bias: tuple[tuple[tuple[int, ...], float], ...] = ()
+    typical_p: float = 1.0
+    epsilon_cutoff: float = 0.0
+    eta_cutoff: float = 0.0
 
 
 def build(spec: ProcessorSpec) -> Callable:
@@ -185,6 +245,8 @@ def build(spec: ProcessorSpec) -> Callable:
     def process(scores, view: SequenceView, dyn: dict):
         v = spec.vocab_size
         cur = view.cur_len
+        if spec.sequence_bias:
+            scores = sequence_bias(scores, view, spec.sequence_bias)
         if spec.repetition_penalty != 1.0:
             scores = repetition_penalty(scores, view, spec.repetition_penalty)
         if spec.no_repeat_ngram_size > 0:
@@ -212,6 +274,12 @@ def build(spec: ProcessorSpec) -> Callable:
                 scores = top_p_filter(scores, spec.top_p, min_tokens_to_keep=spec.min_tokens_to_keep)
             if spec.min_p is not None:
                 scores = min_p_filter(scores, spec.min_p, min_tokens_to_keep=spec.min_tokens_to_keep)
+            if spec.typical_p < 1.0:
+                scores = typical_filter(scores, spec.typical_p, min_tokens_to_keep=spec.min_tokens_to_keep)
+            if 0.0 < spec.epsilon_cutoff < 1.0:
+                scores = epsilon_filter(scores, spec.epsilon_cutoff, min_tokens_to_keep=spec.min_tokens_to_keep)
+            if 0.0 < spec.eta_cutoff < 1.0:
+                scores = eta_filter(scores, spec.eta_cutoff, min_tokens_to_keep=spec.min_tokens_to_keep)
         if spec.renormalize_logits:
             scores = jax.nn.log_softmax(scores, axis=-1)
         return scores

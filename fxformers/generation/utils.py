@@ -24,11 +24,15 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import io_callback
 
 from ..ops.bucketing import bucket_length
+from ..random import next_key
 from ..sharding import constrain_kv_cache, place_batch
 from . import processors as P
+from . import streamers
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig
+from .outputs import GenerateDecoderOnlyOutput, GenerateEncoderDecoderOutput
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +43,11 @@ PROMPT_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024)
 NEW_TOKENS_MULTIPLE = 8
 
 _UNSUPPORTED = {  # field -> value meaning "off"; anything else is rejected rather than silently ignored
-    "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
-    "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None, "sequence_bias": None,
+    "encoder_repetition_penalty": 1.0,
+    "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None,
     "guidance_scale": None, "penalty_alpha": None, "dola_layers": None, "diversity_penalty": None,
     "num_beam_groups": None, "constraints": None, "force_words_ids": None, "stop_strings": None,
-    "output_attentions": None, "output_hidden_states": None, "output_logits": None, "return_dict_in_generate": False,
-    "output_scores": False, "max_time": None,
+    "output_attentions": None, "output_hidden_states": None, "max_time": None,
 }
 
 
@@ -73,6 +76,9 @@ class _Program:
     is_encoder_decoder: bool
     decoder_start_token_id: int
     buffer_length: int  # S
+    stream: bool = False  # call streamers.emit with each step's tokens (generate(streamer=...))
+    output_scores: bool = False  # keep each step's processed scores [R, V] (return_dict_in_generate)
+    output_logits: bool = False  # keep each step's raw logits [R, V]
 
 
 class GenerationMixin:
@@ -118,11 +124,13 @@ class GenerationMixin:
         input_ids [B, T] int (left-padded for decoder-only models; the encoder input for encoder-decoders),
         attention_mask [B, T] (inferred from ``pad_token_id`` when omitted, as Transformers does). Keyword arguments
         override ``generation_config`` fields (``max_new_tokens=20, num_beams=4, do_sample=True, top_p=0.9`` ...).
-        ``prng_key`` makes sampling deterministic (default ``jax.random.PRNGKey(0)``).
+        ``prng_key`` makes sampling deterministic; without it each sampling call draws a fresh key from the
+        library key (``fxformers.set_seed(n)`` makes a run repeat exactly, as ``transformers.set_seed`` does).
 
         Returns [B * num_return_sequences, T + new] int32 for decoder-only models (the prompt, then the new tokens,
         ``pad_token_id`` after a row's EOS) and [B * num_return_sequences, 1 + new] for encoder-decoders.
         """
+        streamer = kwargs.pop("streamer", None)
         gc = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
         unused = gc.update(**kwargs)
         if unused:
@@ -219,6 +227,10 @@ class GenerationMixin:
             min_p=None if gc.min_p is None or not do_sample else float(gc.min_p),
             min_tokens_to_keep=(n_eos + 1 if n_eos else 2) if (do_sample and num_beams > 1) else 1,
             renormalize_logits=bool(gc.renormalize_logits),
+            sequence_bias=self._sequence_bias(gc.sequence_bias, vocab),
+            typical_p=float(gc.typical_p if gc.typical_p is not None else 1.0) if do_sample else 1.0,
+            epsilon_cutoff=float(gc.epsilon_cutoff or 0.0) if do_sample else 0.0,
+            eta_cutoff=float(gc.eta_cutoff or 0.0) if do_sample else 0.0,
         )
         new_cap = _round_up(max_new, NEW_TOKENS_MULTIPLE)
         if encoder_decoder:
@@ -259,7 +271,9 @@ class GenerationMixin:
             beam_fill=self._beam_fill(pad, eos_ids), length_penalty=float(gc.length_penalty),
             early_stopping=gc.early_stopping, is_encoder_decoder=encoder_decoder,
             decoder_start_token_id=int(decoder_start) if decoder_start is not None else 0,
-            buffer_length=buffer_length,
+            buffer_length=buffer_length, stream=streamer is not None,
+            output_scores=bool(gc.return_dict_in_generate and gc.output_scores),
+            output_logits=bool(gc.return_dict_in_generate and gc.output_logits),
         )
         dyn = {
             "start": start, "prompt_end": prompt_end, "prompt_length": decoder_prompt_len, "max_length": max_length,
@@ -267,16 +281,60 @@ class GenerationMixin:
             "begin_index": decoder_prompt_len if (decoder_prompt_len > 1 or gc.forced_bos_token_id is None) else decoder_prompt_len + 1,
         }
         dyn = {k: jnp.asarray(v, jnp.int32) for k, v in dyn.items()}
-        key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
+        key = prng_key if prng_key is not None else (next_key() if gc.do_sample else jax.random.PRNGKey(0))
         run = self._generation_program(program)
+        if (program.output_scores or program.output_logits) and strategy == "beam":
+            raise NotImplementedError("output_scores/output_logits are implemented for greedy search and sampling, "
+                                      "not beam search (no sequences_scores/beam_indices yet); use num_beams=1.")
         batch_inputs = {"ids": ids_in, "mask": mask_in, "first": first_token}
         if self.mesh is not None:  # rows split over the mesh's batch axes, as the cache is
             batch_inputs = place_batch({k: np.asarray(v) for k, v in batch_inputs.items()}, self.mesh)
-        sequences, end = run(
-            self.params if params is None else params, jnp.asarray(batch_inputs["ids"]),
-            jnp.asarray(batch_inputs["mask"]), jnp.asarray(batch_inputs["first"]), dyn, key,
-        )
-        return sequences[:, start : int(end)]
+        inputs = tuple(jnp.asarray(batch_inputs[k]) for k in ("ids", "mask", "first"))
+        if streamer is None:
+            sequences, end, recorded = run(self.params if params is None else params, *inputs, dyn, key)
+            sequences = sequences[:, start : int(end)]
+            return self._generate_output(gc, sequences, recorded, int(end) - prompt_end, encoder_decoder)
+        if batch != 1 or strategy == "beam":
+            raise ValueError("generate(streamer=...) needs one prompt (batch size 1) and num_beams=1, as in "
+                             "Transformers; call generate once per prompt.")
+        streamer.put(np.full((1, 1), decoder_start, np.int64) if encoder_decoder else ids)
+        dyn["stream_id"] = jnp.asarray(streamers.register(streamer), jnp.int32)
+        try:
+            sequences, end, recorded = run(self.params if params is None else params, *inputs, dyn, key)
+            sequences = sequences[:, start : int(end)]
+        finally:
+            streamers.unregister(int(dyn["stream_id"]))
+        streamer.end()
+        return self._generate_output(gc, sequences, recorded, int(end) - prompt_end, encoder_decoder)
+
+    @staticmethod
+    def _generate_output(gc: GenerationConfig, sequences: jax.Array, recorded: dict, steps: int, encoder_decoder: bool):
+        """The sequences, or (``return_dict_in_generate``) Transformers' output object with per-step scores."""
+        if not gc.return_dict_in_generate:
+            return sequences
+        per_step = {name: tuple(values[:, i] for i in range(steps)) for name, values in recorded.items()}
+        cls = GenerateEncoderDecoderOutput if encoder_decoder else GenerateDecoderOnlyOutput
+        return cls(sequences=sequences, scores=per_step.get("scores"), logits=per_step.get("logits"))
+
+    def compute_transition_scores(self, sequences: Any, scores: tuple, beam_indices: Any = None,
+                                  normalize_logits: bool = False) -> np.ndarray:
+        """Transformers' ``compute_transition_scores``: the score of each generated token at its step, [B, steps]
+        (log-probabilities with ``normalize_logits=True``)."""
+        steps = len(scores)
+        stacked = np.stack([np.asarray(s, np.float32) for s in scores])  # [steps, R, V]
+        if normalize_logits:
+            stacked = np.asarray(jax.nn.log_softmax(jnp.asarray(stacked), axis=-1))
+        sequences = np.asarray(sequences)
+        if beam_indices is None:
+            beam_indices = np.broadcast_to(np.arange(stacked.shape[1])[:, None], (stacked.shape[1], steps))
+        beam_indices = np.asarray(beam_indices)
+        masked = beam_indices < 0
+        length = int((~masked).sum(-1).max())
+        beam_indices, masked = np.where(masked, 0, beam_indices)[:, :length], masked[:, :length]
+        tokens = sequences[:, sequences.shape[-1] - length:]
+        step = np.arange(length)[None, :]
+        out = stacked[step, beam_indices, tokens]  # [B, length]
+        return np.where(masked, 0.0, out)
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     @staticmethod
@@ -299,6 +357,22 @@ class GenerationMixin:
         if any(t < 0 for w in words for t in w):
             raise ValueError(f"bad_words_ids holds negative ids: {bad_words_ids!r}.")
         return tuple(w for w in words if not (len(w) == 1 and w[0] in eos_ids))
+
+    @staticmethod
+    def _sequence_bias(value, vocab: int) -> tuple:
+        """``{(ids...): bias}`` or ``[[ids, bias], ...]`` (Transformers' two spellings) as a hashable tuple."""
+        if value is None:
+            return ()
+        items = value.items() if isinstance(value, dict) else value
+        try:
+            out = tuple((tuple(int(t) for t in ids), float(bias)) for ids, bias in items)
+        except (TypeError, ValueError):
+            raise ValueError(f"sequence_bias must be {{(token ids): bias}} or [[token ids, bias], ...], got {value!r}.") from None
+        bad = sorted({t for ids, _ in out for t in ids if not 0 <= t < vocab})
+        if not out or any(not ids for ids, _ in out) or bad:
+            raise ValueError(f"sequence_bias needs non-empty id sequences within the vocabulary of {vocab} tokens "
+                             f"(out of range: {bad}), got {value!r}.")
+        return out
 
     @staticmethod
     def _beam_fill(pad, eos_ids) -> int:
@@ -341,6 +415,12 @@ class GenerationMixin:
                 raise ValueError(f"top_k must be >= 0, got {gc.top_k}.")
             if gc.min_p is not None and not 0.0 <= gc.min_p <= 1.0:
                 raise ValueError(f"min_p must be in [0, 1], got {gc.min_p}.")
+            if gc.typical_p is not None and not 0.0 < gc.typical_p <= 1.0:
+                raise ValueError(f"typical_p must be in (0, 1] (1 disables it), got {gc.typical_p}.")
+            for name in ("epsilon_cutoff", "eta_cutoff"):
+                value = getattr(gc, name)
+                if value is not None and not 0.0 <= value < 1.0:
+                    raise ValueError(f"{name} must be in [0, 1) (0 disables it), got {value}.")
         if gc.repetition_penalty is not None and gc.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {gc.repetition_penalty}.")
         if gc.early_stopping not in (True, False, "never"):
@@ -382,23 +462,28 @@ def _run_program(model, program: _Program, params, input_ids, attention_mask, fi
         state = constrain_kv_cache(state, model.mesh)
     process = P.build(program.processors)
     if program.strategy == "beam":
-        return _beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch)
-    return _sample_or_greedy(model, program, process, params, logits, state, buffer, first_token, dyn, key)
+        return (*_beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch), {})
+    new_cap = s - (1 if program.is_encoder_decoder else t_in)  # the most steps the loop can take
+    return _sample_or_greedy(model, program, process, params, logits, state, buffer, first_token, dyn, key, new_cap)
 
 
-def _sample_or_greedy(model, program, process, params, logits, state, buffer, first_token, dyn, key):
+def _sample_or_greedy(model, program, process, params, logits, state, buffer, first_token, dyn, key, new_cap):
     rows = buffer.shape[0]
     eos = jnp.asarray(program.eos_token_ids or (-1,), jnp.int32)
     end_limit = dyn["prompt_end"] + dyn["max_new"]  # one past the last column to write
+    names = [n for n, on in (("scores", program.output_scores), ("logits", program.output_logits)) if on]
 
     def cond(carry):
         pos, unfinished = carry[0], carry[4]
         return (pos < end_limit) & jnp.any(unfinished)
 
     def body(carry):
-        pos, buffer, logits, state, unfinished, key = carry
+        pos, buffer, logits, state, unfinished, key, recorded = carry
         view = P.SequenceView(buffer, dyn["start"], pos, first_token)
         scores = process(logits, view, dyn)
+        step = {"scores": scores, "logits": logits}  # [R, V] each, written at this step's slot
+        recorded = {n: jax.lax.dynamic_update_slice_in_dim(recorded[n], step[n][:, None].astype(jnp.float32),
+                                                           pos - dyn["prompt_end"], axis=1) for n in recorded}
         if program.strategy == "sample":
             key, sub = jax.random.split(key)
             tokens = jax.random.categorical(sub, scores, axis=-1).astype(jnp.int32)
@@ -407,6 +492,8 @@ def _sample_or_greedy(model, program, process, params, logits, state, buffer, fi
         if program.eos_token_ids:
             tokens = jnp.where(unfinished, tokens, program.pad_token_id)
         buffer = jax.lax.dynamic_update_slice(buffer, tokens[:, None], (jnp.zeros((), jnp.int32), pos))
+        if program.stream:  # hand the step's tokens to the streamer on the host, in order
+            io_callback(streamers.emit, None, tokens, dyn["stream_id"], ordered=True)
         if program.eos_token_ids:
             unfinished = unfinished & ~jnp.any(tokens[:, None] == eos[None, :], axis=-1)
         pos = pos + 1
@@ -414,11 +501,12 @@ def _sample_or_greedy(model, program, process, params, logits, state, buffer, fi
         logits, state = jax.lax.cond(
             go_on, lambda st: model.generation_step(params, st, tokens), lambda st: (logits, st), state
         )
-        return pos, buffer, logits, state, unfinished, key
+        return pos, buffer, logits, state, unfinished, key, recorded
 
-    carry = (dyn["prompt_end"], buffer, logits, state, jnp.ones((rows,), bool), key)
-    pos, buffer, *_ = jax.lax.while_loop(cond, body, carry)
-    return buffer, pos
+    recorded = {n: jnp.zeros((rows, new_cap, logits.shape[-1]), jnp.float32) for n in names}  # [R, new, V]
+    carry = (dyn["prompt_end"], buffer, logits, state, jnp.ones((rows,), bool), key, recorded)
+    pos, buffer, *_, recorded = jax.lax.while_loop(cond, body, carry)
+    return buffer, pos, recorded
 
 
 def _beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch):

@@ -606,6 +606,13 @@ class PreTrainedTokenizer(SpecialTokensMixin):
                 self._warned_too_long = True
 
         if return_tensors == "np" and padding_strategy != "do_not_pad":
+            lengths = sorted({len(e) for e in rows})
+            if len(lengths) > 1:  # padding="max_length" without truncation: longer rows keep their length
+                raise ValueError(
+                    f"Unable to create [batch, length] arrays: with padding={padding_strategy!r} and max_length="
+                    f"{max_length} but no truncation, rows longer than max_length keep their length (lengths "
+                    f"{lengths}). Pass truncation=True to cut them, or a larger max_length, or padding=True."
+                )
             # rectangular by construction: build int64 arrays straight from the lists
             for key in ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask"):
                 if key in data:

@@ -63,14 +63,15 @@ def _leaf_keys(tree: Any) -> tuple[list[str], list[Any], Any]:
 def _write_state(folder: Path, state: Any) -> None:
     paths, leaves, _ = _leaf_keys(state)
     checkpointer = _checkpointer()
-    checkpointer.save(folder / STATE_DIR, {f"{i:05d}": leaf for i, leaf in enumerate(leaves)})
+    # orbax accepts absolute paths only; output_dir is often relative ("out", as in Transformers' examples)
+    checkpointer.save((folder / STATE_DIR).absolute(), {f"{i:05d}": leaf for i, leaf in enumerate(leaves)})
     checkpointer.wait_until_finished()
     if jax.process_index() == 0:
         atomic_write_text(folder / STRUCTURE_FILE, json.dumps(paths, indent=0))
 
 
 def save_checkpoint(output_dir: str | os.PathLike, state: Any, trainer_state: dict,
-                    save_total_limit: Optional[int] = None) -> Path:
+                    save_total_limit: Optional[int] = None, keep: Optional[str | os.PathLike] = None) -> Path:
     """Write ``state`` and ``trainer_state`` to ``output_dir/checkpoint-{state.step}`` atomically; then rotate.
 
     All processes call it (orbax writes each process's shards); process 0 renames and rotates.
@@ -99,7 +100,7 @@ def save_checkpoint(output_dir: str | os.PathLike, state: Any, trainer_state: di
             os.replace(tmp, final)
         fsync_dir(output_dir)
         logger.info("Saved checkpoint %s", final)
-        rotate_checkpoints(output_dir, save_total_limit, current=final)
+        rotate_checkpoints(output_dir, save_total_limit, current=final, keep=keep)
     _sync(f"fxformers-ckpt-end-{step}")
     return final
 
@@ -126,10 +127,11 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Optional[Path]:
 
 
 def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: Optional[int],
-                       current: Optional[str | os.PathLike] = None) -> list[Path]:
+                       current: Optional[str | os.PathLike] = None,
+                       keep: Optional[str | os.PathLike] = None) -> list[Path]:
     """Keep the newest ``save_total_limit`` complete checkpoints (at least one), always counting ``current`` (the
-    checkpoint just written) among them whatever its step; remove older ones and stale temporary folders.
-    Returns the removed checkpoints."""
+    checkpoint just written) among them whatever its step, and ``keep`` (the best one, for
+    ``load_best_model_at_end``); remove older ones and stale temporary folders. Returns the removed checkpoints."""
     output_dir = Path(output_dir)
     for pattern in (f"{TMP_PREFIX}*", f".old-{PREFIX}*"):
         for stale in output_dir.glob(pattern):
@@ -137,12 +139,12 @@ def rotate_checkpoints(output_dir: str | os.PathLike, save_total_limit: Optional
     if save_total_limit is None:
         return []
     complete = list_checkpoints(output_dir)
-    keep = max(1, int(save_total_limit))
+    limit = max(1, int(save_total_limit))
     if current is not None:
         current = Path(current).resolve()
         complete = [p for p in complete if p.resolve() != current]
-        keep -= 1
-    removed = complete[: max(len(complete) - keep, 0)]
+        limit -= 1
+    removed = [f for f in complete[: max(len(complete) - limit, 0)] if keep is None or f.name != Path(keep).name]
     for folder in removed:
         logger.info("Deleting older checkpoint %s (save_total_limit=%s)", folder, save_total_limit)
         shutil.rmtree(folder, ignore_errors=True)
@@ -212,7 +214,7 @@ def load_checkpoint(folder: str | os.PathLike, target: Any, shardings: Any = Non
         sharding = sharding if sharding is not None else getattr(leaf, "sharding", None)
         abstract[f"{i:05d}"] = jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=sharding)
     try:
-        restored = _checkpointer().restore(folder / STATE_DIR, abstract)
+        restored = _checkpointer().restore((folder / STATE_DIR).absolute(), abstract)
         state = jax.tree_util.tree_unflatten(treedef, [restored[f"{i:05d}"] for i in range(len(leaves))])
     except Exception as err:  # orbax: metadata or array files damaged or missing
         raise CheckpointError(

@@ -27,11 +27,35 @@ def _module_for(model: Any, compute_dtype: Any):
     return model.module.clone(dtype=jnp.dtype(compute_dtype))  # clone keeps the module's class (adapted models)
 
 
-def loss_fn_for(model: Any, compute_dtype: Any = None) -> Callable:
-    """``loss(params, batch, dropout_rng) -> (loss, outputs)`` from the model's own ``labels=`` loss."""
+def label_smoothed_loss(logits: jax.Array, labels: jax.Array, epsilon: float, shift_labels: bool = False) -> jax.Array:
+    """Transformers' ``LabelSmoother``: ``(1 - eps) * NLL + eps * mean over classes of -log p``, averaged over the
+    labels that are not -100. logits [B, ..., V], labels [B, ...]; ``shift_labels`` for causal LMs (position t
+    predicts label t + 1)."""
+    if shift_labels:
+        logits, labels = logits[..., :-1, :], labels[..., 1:]
+    log_probs = -jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [B, ..., V]
+    if labels.ndim == log_probs.ndim - 1:
+        labels = labels[..., None]
+    padding = labels == -100
+    safe = jnp.where(padding, 0, labels)
+    nll = jnp.where(padding, 0.0, jnp.take_along_axis(log_probs, safe, axis=-1))
+    smoothed = jnp.where(padding, 0.0, log_probs.sum(axis=-1, keepdims=True))
+    active = padding.size - padding.sum()
+    return (1 - epsilon) * nll.sum() / active + epsilon * smoothed.sum() / (active * log_probs.shape[-1])
+
+
+def loss_fn_for(model: Any, compute_dtype: Any = None, label_smoothing: float = 0.0,
+                shift_labels: bool = False) -> Callable:
+    """``loss(params, batch, dropout_rng) -> (loss, outputs)`` from the model's own ``labels=`` loss (or the
+    label-smoothed loss over its logits when ``label_smoothing > 0`` and the batch has ``labels``)."""
     module = _module_for(model, compute_dtype)
 
     def loss(params, batch, dropout_rng):
+        if label_smoothing and "labels" in batch:  # Transformers: labels leave the batch, the smoother takes them
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            out = module.apply({"params": params}, **inputs, deterministic=False, rngs={"dropout": dropout_rng})
+            smoothed = label_smoothed_loss(out.logits, batch["labels"], label_smoothing, shift_labels)
+            return smoothed, out.replace(loss=smoothed)
         out = module.apply({"params": params}, **batch, deterministic=False, rngs={"dropout": dropout_rng})
         if out.loss is None:
             raise ValueError(
@@ -54,6 +78,8 @@ def make_train_step(
     state_sharding: Any = None,
     batch_sharding: Any = None,
     donate: bool = True,
+    label_smoothing: float = 0.0,
+    shift_labels: bool = False,
 ) -> Callable[..., tuple[TrainState, dict]]:
     """Build the jitted ``train_step(state, batch, rng=None) -> (state, metrics)``.
 
@@ -70,7 +96,7 @@ def make_train_step(
     ``metrics["nonfinite"]`` says so, and the Trainer stops or skips on it.
     metrics: loss (mean over micro-batches), grad_norm (before clipping), learning_rate, nonfinite.
     """
-    loss_fn = loss_fn_for(model, compute_dtype)
+    loss_fn = loss_fn_for(model, compute_dtype, label_smoothing, shift_labels)
 
     def gradients(params, batch, key, mask):
         """(loss, grads): with a mask, only the trainable leaves are differentiated (the frozen ones are closed over,
@@ -175,7 +201,8 @@ def prediction_fields(outputs: Any) -> dict:
 
 
 def make_eval_step(model: Any, *, compute_dtype: Any = None, params_sharding: Any = None,
-                   batch_sharding: Any = None) -> Callable[[Any, dict], dict]:
+                   batch_sharding: Any = None, label_smoothing: float = 0.0,
+                   shift_labels: bool = False) -> Callable[[Any, dict], dict]:
     """Build the jitted ``eval_step(params, batch) -> {"loss": ..., <prediction fields>}`` (dropout off).
 
     ``loss`` is present when the batch has labels; the other entries are the model's outputs (``logits`` ...).
@@ -188,6 +215,8 @@ def make_eval_step(model: Any, *, compute_dtype: Any = None, params_sharding: An
                   for k, v in prediction_fields(out).items()}
         if getattr(out, "loss", None) is not None:
             result["loss"] = out.loss.astype(jnp.float32)
+            if label_smoothing and "labels" in batch:  # the eval loss is smoothed too, as in Transformers
+                result["loss"] = label_smoothed_loss(out.logits, batch["labels"], label_smoothing, shift_labels)
         return result
 
     kwargs = {}

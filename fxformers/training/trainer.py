@@ -21,8 +21,6 @@ import inspect
 import json
 import logging
 import math
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +43,7 @@ from .sharding import (
     shard_batch,
     train_state_shardings,
 )
+from .callbacks import CallbackHandler, TrainerCallback, TrainerControl, TrainerState, default_callbacks
 from .steps import make_eval_step, make_train_step, master_weights
 from .train_state import TrainState
 
@@ -143,8 +142,15 @@ class TrainingArguments:
     param_dtype: Optional[str] = None
     nan_inf_policy: str = "stop"
     frozen_parameters: Optional[list] = None
+    fp16: bool = False
+    label_smoothing_factor: float = 0.0
+    load_best_model_at_end: bool = False
+    metric_for_best_model: Optional[str] = None
+    greater_is_better: Optional[bool] = None
+    logging_dir: Optional[str] = None
 
     def __post_init__(self):
+        self._check_best_model_and_precision()
         for name in ("eval_strategy", "save_strategy", "logging_strategy"):
             value = getattr(getattr(self, name), "value", getattr(self, name))
             if value not in ("no", "steps", "epoch"):
@@ -158,6 +164,41 @@ class TrainingArguments:
             raise ValueError("gradient_accumulation_steps must be at least 1.")
         if isinstance(self.frozen_parameters, str):
             self.frozen_parameters = [self.frozen_parameters]
+
+    def _check_best_model_and_precision(self) -> None:
+        """Transformers' rules for ``load_best_model_at_end`` / ``metric_for_best_model`` and ``fp16``."""
+        for name in ("eval_strategy", "save_strategy"):
+            setattr(self, name, getattr(getattr(self, name), "value", getattr(self, name)))
+        if self.load_best_model_at_end:
+            if self.eval_strategy != self.save_strategy:
+                raise ValueError(
+                    "load_best_model_at_end requires the save and eval strategy to match, but found save_strategy="
+                    f"{self.save_strategy!r} and eval_strategy={self.eval_strategy!r}."
+                )
+            eval_steps = self.eval_steps if self.eval_steps is not None else self.logging_steps
+            if self.eval_strategy == "steps" and self.save_steps % eval_steps != 0:
+                raise ValueError(
+                    f"load_best_model_at_end requires save_steps ({self.save_steps}) to be a multiple of eval_steps "
+                    f"({eval_steps}), so that the best evaluated step has a checkpoint."
+                )
+            if self.metric_for_best_model is None:
+                self.metric_for_best_model = "loss"
+        if self.greater_is_better is None and self.metric_for_best_model is not None:
+            self.greater_is_better = not self.metric_for_best_model.endswith("loss")
+        if self.fp16 and self.bf16:
+            raise ValueError("Pass at most one of fp16=True and bf16=True.")
+        if self.fp16 and jax.default_backend() == "cpu":
+            raise ValueError(
+                "fp16=True needs a GPU: XLA has no float16 matrix products on CPU. On CPU use bf16=True (bfloat16 "
+                "compute over float32 weights) or leave both off."
+            )
+        if not 0.0 <= self.label_smoothing_factor < 1.0:
+            raise ValueError(f"label_smoothing_factor must be in [0, 1), got {self.label_smoothing_factor}.")
+
+    @property
+    def compute_dtype(self) -> Any:
+        """The mixed-precision compute dtype (weights stay float32): bfloat16, float16 or None."""
+        return jnp.bfloat16 if self.bf16 else (jnp.float16 if self.fp16 else None)
 
     def get_warmup_steps(self, num_training_steps: int) -> int:
         """``warmup_steps`` (a fraction of the steps when below 1) or else ``ceil(warmup_ratio x steps)``."""
@@ -234,6 +275,7 @@ class Trainer:
         tokenizer: Any = None,
         compute_metrics: Optional[Callable[[EvalPrediction], dict]] = None,
         optimizers: tuple = (None, None),
+        callbacks: Optional[list] = None,
     ):
         if model is None:
             raise ValueError("Trainer needs a model.")
@@ -258,7 +300,26 @@ class Trainer:
             ["start_positions", "end_positions"] if "start_positions" in self._accepted else ["labels"]
         )
         self._eval_step = None
-        self._tb_writer = None
+        self.state = TrainerState(is_local_process_zero=jax.process_index() == 0,
+                                  is_world_process_zero=jax.process_index() == 0)
+        self.control = TrainerControl()
+        self.callback_handler = CallbackHandler(default_callbacks(self.args) + list(callbacks or []), model,
+                                                self.processing_class)
+        self.control = self.callback_handler.call_event("on_init_end", self.args, self.state, self.control)
+
+    # -- callbacks ------------------------------------------------------------------------------------------------
+    def add_callback(self, callback: Any) -> None:
+        self.callback_handler.add_callback(callback)
+
+    def pop_callback(self, callback: Any) -> Optional[TrainerCallback]:
+        return self.callback_handler.pop_callback(callback)
+
+    def remove_callback(self, callback: Any) -> None:
+        self.callback_handler.pop_callback(callback)
+
+    def _event(self, name: str, **kwargs: Any) -> None:
+        self.state.global_step, self.state.epoch, self.state.log_history = self.global_step, self.epoch, self.log_history
+        self.control = self.callback_handler.call_event(name, self.args, self.state, self.control, **kwargs)
 
     # -- data ---------------------------------------------------------------------------------------------------
     def _keep(self, example: dict) -> dict:
@@ -386,12 +447,15 @@ class Trainer:
             state, saved = checkpointing.load_checkpoint(resume_from_checkpoint, state, shardings)
         if resume_from_checkpoint:
             self.log_history = list(saved.get("log_history", []))
+            for name in ("best_metric", "best_global_step", "best_model_checkpoint"):
+                setattr(self.state, name, saved.get(name))
             logger.info("Resuming from %s at step %d", resume_from_checkpoint, int(state.step))
 
         accumulation = args.gradient_accumulation_steps
         train_step = make_train_step(
             self.model, tx, schedule=schedule, frozen=self._frozen(),
-            compute_dtype=jnp.bfloat16 if args.bf16 else None, accumulation_steps=accumulation,
+            compute_dtype=args.compute_dtype, accumulation_steps=accumulation,
+            label_smoothing=args.label_smoothing_factor, shift_labels=_is_causal_lm(self.model),
             state_sharding=shardings, batch_sharding=batch_sharding(self.mesh, 1 if accumulation > 1 else 0),
         )
         data_sharding = batch_sharding(self.mesh, 1 if accumulation > 1 else 0)
@@ -405,11 +469,15 @@ class Trainer:
         logger.info("***** Running training *****  examples=%d steps=%d global batch=%d x %d accumulation, devices=%d",
                     n, total_steps, global_batch, accumulation, self.num_devices)
 
-        progress = _progress(total_steps, step, args.disable_tqdm)
+        self.state.max_steps, self.state.num_train_epochs = total_steps, args.num_train_epochs
+        self.state.train_batch_size, self.global_step = args.per_device_train_batch_size, step
+        self.control.should_training_stop = False
+        self._event("on_train_begin")
         window_loss, window_count, total_loss, total_count, start = 0.0, 0, 0.0, 0, time.time()
         next_batch = self._train_batch(data, position) if step < total_steps else None
         try:
-            while step < total_steps:
+            while step < total_steps and not self.control.should_training_stop:
+                self._event("on_step_begin")
                 state, metrics = train_step(state, shard_batch(next_batch, data_sharding))
                 previous_epoch = position // n
                 position += global_batch * accumulation
@@ -429,40 +497,76 @@ class Trainer:
                     window_count += 1
                     total_loss += metrics["loss"]
                     total_count += 1
-                progress.update(1)
-                progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['learning_rate']:.2e}")
                 new_epoch = position // n > previous_epoch
                 self.epoch = position / n
+                self._event("on_step_end")
                 if _due(args.logging_strategy, step, logging_steps, new_epoch) or (args.logging_first_step and step == 1):
                     self._log({"loss": window_loss / max(1, window_count), "grad_norm": metrics["grad_norm"],
                                "learning_rate": metrics["learning_rate"], "epoch": position / n, "step": step})
                     window_loss, window_count = 0.0, 0
+                new_best = False
                 if self.eval_dataset is not None and _due(args.eval_strategy, step, eval_steps, new_epoch):
-                    self.evaluate()
-                last = step == total_steps
+                    new_best = self._track_best(self.evaluate())
+                last = step == total_steps or self.control.should_training_stop
                 if _due(args.save_strategy, step, save_steps, new_epoch) or (last and args.save_strategy != "no"):
-                    self._save_checkpoint(state, position / n, total_steps)
+                    folder = self._save_checkpoint(state, position / n, total_steps, new_best)
+                    self._event("on_save", checkpoint=str(folder))
+                if new_epoch:
+                    self._event("on_epoch_end")
         finally:
-            progress.close()
             if self.train_state is not None:
                 self.model.params = self.train_state.params
         runtime = time.time() - start
-        metrics = {"train_runtime": round(runtime, 4), "train_loss": total_loss / max(1, total_count),
-                   "train_steps_per_second": round(total_count / max(runtime, 1e-9), 3), "epoch": position / n}
-        self._log(metrics)
+        metrics = {"train_runtime": round(runtime, 4),
+                   "train_samples_per_second": round(total_count * global_batch * accumulation / max(runtime, 1e-9), 3),
+                   "train_steps_per_second": round(total_count / max(runtime, 1e-9), 3),
+                   "train_loss": total_loss / max(1, total_count), "epoch": position / n}
         self.train_state, self.global_step = state, step
+        if args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
+            state = self.train_state = self._load_best(state, shardings)
+        self._log(metrics)
         self.model.params = state.params
+        self._event("on_train_end")
         return TrainOutput(step, metrics["train_loss"], metrics)
 
-    def _save_checkpoint(self, state: TrainState, epoch: float, total_steps: int) -> Path:
+    def _track_best(self, metrics: dict) -> bool:
+        """Transformers' _determine_best_metric: whether ``metrics`` hold a new best ``metric_for_best_model``."""
+        name = self.args.metric_for_best_model
+        if name is None:
+            return False
+        name = name if name.startswith("eval_") else f"eval_{name}"
+        if name not in metrics:
+            raise KeyError(
+                f"The `metric_for_best_model` training argument is set to '{name}', which is not found in the "
+                f"evaluation metrics. The available evaluation metrics are: {list(metrics)}. Consider changing the "
+                "`metric_for_best_model` via the TrainingArguments."
+            )
+        better = np.greater if self.args.greater_is_better else np.less
+        if self.state.best_metric is None or better(metrics[name], self.state.best_metric):
+            self.state.best_metric, self.state.best_global_step = metrics[name], self.global_step
+            return True
+        return False
+
+    def _load_best(self, state: TrainState, shardings: Any) -> TrainState:
+        best = self.state.best_model_checkpoint
+        logger.info("Loading best model from %s (score: %s).", best, self.state.best_metric)
+        restored, _ = checkpointing.load_checkpoint(best, state, shardings)
+        return state.replace(params=restored.params)
+
+    def _save_checkpoint(self, state: TrainState, epoch: float, total_steps: int, new_best: bool = False) -> Path:
         a = self.args
+        if new_best:
+            self.state.best_model_checkpoint = str(Path(a.output_dir) / f"{checkpointing.PREFIX}{int(state.step)}")
         trainer_state = {
             "global_step": int(state.step), "epoch": epoch, "max_steps": total_steps,
             "num_train_epochs": a.num_train_epochs, "data_position": int(state.data_position),
             "train_batch_size": a.per_device_train_batch_size, "logging_steps": a.logging_steps,
             "eval_steps": a.eval_steps, "save_steps": a.save_steps, "log_history": self.log_history,
+            "best_metric": self.state.best_metric, "best_global_step": self.state.best_global_step,
+            "best_model_checkpoint": self.state.best_model_checkpoint,
         }
-        return checkpointing.save_checkpoint(a.output_dir, state, trainer_state, a.save_total_limit)
+        return checkpointing.save_checkpoint(a.output_dir, state, trainer_state, a.save_total_limit,
+                                             keep=self.state.best_model_checkpoint)
 
     # -- evaluation -------------------------------------------------------------------------------------------------
     def _prediction_loop(self, dataset: Any, prefix: str) -> PredictionOutput:
@@ -476,7 +580,9 @@ class Trainer:
                 self.model.shard(self.mesh)
             params = self.model.params
         if self._eval_step is None:
-            self._eval_step = make_eval_step(self.model, compute_dtype=jnp.bfloat16 if self.args.bf16 else None)
+            self._eval_step = make_eval_step(self.model, compute_dtype=self.args.compute_dtype,
+                                             label_smoothing=self.args.label_smoothing_factor,
+                                             shift_labels=_is_causal_lm(self.model))
         size = self.args.per_device_eval_batch_size * self.num_devices
         sharding = batch_sharding(self.mesh)
         processes, local = jax.process_count(), size // max(1, jax.process_count())
@@ -495,8 +601,7 @@ class Trainer:
             host = batch
             if processes > 1:
                 host = {k: v[jax.process_index() * local:(jax.process_index() + 1) * local] for k, v in batch.items()}
-            out = self._eval_step(params, shard_batch(host, sharding))
-            out = _gather(out)
+            out = self._prediction_step(params, host, sharding)
             if "loss" in out and np.isfinite(out["loss"]):
                 loss_sum += float(out["loss"]) * real
                 loss_count += real
@@ -520,6 +625,10 @@ class Trainer:
         metrics = {(k if k.startswith(f"{prefix}_") else f"{prefix}_{k}"): _plain(v) for k, v in metrics.items()}
         return PredictionOutput(preds, label_ids, metrics)
 
+    def _prediction_step(self, params: Any, batch: dict, sharding: Any) -> dict:
+        """One evaluation batch -> {"loss": ..., <prediction fields>} as host arrays (Seq2SeqTrainer extends it)."""
+        return _gather(self._eval_step(params, shard_batch(batch, sharding)))
+
     def evaluate(self, eval_dataset: Any = None, metric_key_prefix: str = "eval") -> dict:
         """Loss (when labelled) and ``compute_metrics`` over ``eval_dataset``, keys prefixed ``eval_``; logged."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -527,6 +636,7 @@ class Trainer:
             raise ValueError("Trainer.evaluate() needs an eval_dataset.")
         output = self._prediction_loop(dataset, metric_key_prefix)
         self._log(dict(output.metrics, epoch=self.epoch, step=self.global_step))
+        self._event("on_evaluate", metrics=output.metrics)
         return output.metrics
 
     def predict(self, test_dataset: Any, metric_key_prefix: str = "test") -> PredictionOutput:
@@ -557,27 +667,7 @@ class Trainer:
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / LOG_FILE, "a") as f:
             f.write(json.dumps(logs) + "\n")
-        writer = self._tensorboard()
-        if writer is not None:
-            step = logs.get("step", self.global_step)
-            for k, v in logs.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    writer.add_scalar(k, v, step)
-            writer.flush()
-
-    def _tensorboard(self):
-        report = self.args.report_to
-        report = [report] if isinstance(report, str) else list(report or [])
-        if self._tb_writer is None and ("tensorboard" in report or "all" in report):
-            try:
-                from tensorboardX import SummaryWriter
-            except ImportError:
-                logger.warning("report_to includes tensorboard but tensorboardX is not installed; logging to %s only.",
-                               LOG_FILE)
-                self.args.report_to = [r for r in report if r not in ("tensorboard", "all")]
-                return None
-            self._tb_writer = SummaryWriter(os.path.join(self.args.output_dir, "runs"))
-        return self._tb_writer
+        self._event("on_log", logs=dict(logs))
 
 
 def _due(strategy: str, step: int, every: Optional[int], new_epoch: bool) -> bool:
@@ -616,8 +706,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _progress(total: int, initial: int, disable: Optional[bool]):
-    from tqdm.auto import tqdm
-
-    quiet = disable if disable is not None else not sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, disable=quiet or jax.process_index() != 0, desc="train")
+def _is_causal_lm(model: Any) -> bool:
+    """Causal LMs shift labels for label smoothing (Transformers checks the causal-LM model mapping)."""
+    name = type(model).__name__
+    return name.endswith("ForCausalLM") or name.endswith("LMHeadModel")
