@@ -13,31 +13,18 @@ feeds its own slice of the global batch (``shard_batch`` builds the global array
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ..distributed import initialize_distributed  # noqa: F401  (re-exported: it used to live here)
+
 logger = logging.getLogger(__name__)
 
 DATA_AXIS = "data"
 FSDP_MIN_SIZE = 2**14  # arrays smaller than this (biases, norms, scalars) stay replicated under FSDP
-
-
-def initialize_distributed(**kwargs: Any) -> None:
-    """``jax.distributed.initialize`` once, when a multi-process launch is configured (``JAX_COORDINATOR_ADDRESS``,
-    SLURM or Open MPI variables) or keyword arguments are given; a no-op on a single process."""
-    global _distributed_initialized
-    if _distributed_initialized:
-        return
-    if kwargs or any(v in os.environ for v in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")):
-        jax.distributed.initialize(**kwargs)
-        _distributed_initialized = True
-
-
-_distributed_initialized = False
 
 
 def create_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
