@@ -195,3 +195,22 @@ def bytes_per_device(tree: Any) -> dict[Any, int]:
         for shard in getattr(leaf, "addressable_shards", ()):
             out[shard.device] = out.get(shard.device, 0) + shard.data.nbytes
     return out
+
+
+def gather_to_host(array: Any) -> np.ndarray:
+    """The whole value of one (possibly sharded, possibly multi-process) array as a host numpy array.
+
+    Every process must call it for the same arrays in the same order when an array spans several processes (it is
+    a collective then); a fully replicated array is read from a local copy and a process-local array is simply
+    fetched, with no communication. Use it tensor by tensor (e.g. while saving) so only one whole tensor is on the
+    host at a time.
+    """
+    if not isinstance(array, jax.Array):
+        return np.asarray(array)
+    if array.is_fully_addressable:
+        return np.asarray(jax.device_get(array))
+    if array.is_fully_replicated:
+        return np.asarray(array.addressable_data(0))
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))

@@ -76,6 +76,25 @@ def shard_batch(batch: dict, sharding: NamedSharding) -> dict:
     return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
 
+def put_global(tree: Any, sharding: Any) -> Any:
+    """Host values that every process holds in full (the same on each) -> global jax arrays laid out by
+    ``sharding`` (one sharding, or a tree of them), each process giving only the pieces its own devices hold.
+
+    This is how the Trainer feeds a batch: every process collates the whole global batch (so all agree on its
+    padded shape), and each one uploads just its rows, whatever the mesh layout.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x: Any, s: Any) -> jax.Array:
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, s, lambda index: x[index])
+
+    if isinstance(sharding, jax.sharding.Sharding):
+        return jax.tree_util.tree_map(lambda x: put(x, sharding), tree)
+    return jax.tree_util.tree_map(put, tree, sharding)
+
+
 def check_divisible(global_batch: int, mesh: Mesh, what: str = "batch") -> None:
     size = mesh.devices.size
     if global_batch % size:
