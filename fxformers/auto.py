@@ -76,7 +76,7 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")
-_MODEL_KWARGS = ("dtype", "seed", "from_pt", "from_flax", "ignore_mismatched_sizes")
+_MODEL_KWARGS = ("dtype", "seed", "from_pt", "from_flax", "ignore_mismatched_sizes", "mesh", "partition_rules")
 
 
 def _load(model_type: str, class_name: str) -> Any:

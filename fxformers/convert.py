@@ -14,24 +14,33 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
+
+from .checkpoints.lazy import LazyTensor, materialize
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class Transform:
-    """An invertible array transform: ``to_flax`` on load, ``to_pt`` on save."""
+    """An invertible array transform: ``to_flax`` on load, ``to_pt`` on save.
+
+    ``pt_shape`` maps a flax shape to the saved PyTorch shape without touching data, so a save can write its
+    header before gathering any tensor; a transform without it has its tensors gathered early instead.
+    """
 
     name: str
     to_flax: Callable[[np.ndarray], np.ndarray]
     to_pt: Callable[[np.ndarray], np.ndarray]
+    pt_shape: Optional[Callable[[tuple], tuple]] = None
 
 
-IDENTITY = Transform("identity", lambda a: a, lambda a: a)
-TRANSPOSE = Transform("transpose", lambda a: np.ascontiguousarray(a.T), lambda a: np.ascontiguousarray(a.T))
+IDENTITY = Transform("identity", lambda a: a, lambda a: a, lambda shape: tuple(shape))
+TRANSPOSE = Transform(
+    "transpose", lambda a: np.ascontiguousarray(a.T), lambda a: np.ascontiguousarray(a.T), lambda shape: tuple(shape)[::-1]
+)
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -181,11 +190,17 @@ def align_prefix(keys: Iterable[str], prefix: str, model_has_prefix: bool) -> Ca
 
 
 def pytorch_to_flax(
-    table: ConversionTable, state_dict: dict, target: dict, rename: Callable[[str], str] = lambda k: k
+    table: ConversionTable,
+    state_dict: Mapping,
+    target: dict,
+    rename: Callable[[str], str] = lambda k: k,
+    place: Callable[[str, np.ndarray], Any] = lambda path, value: value,
 ) -> tuple[dict, ConversionReport]:
-    """Fill the flat ``target`` ({flax path: ShapeDtypeStruct}) from ``state_dict`` ({pt key: np.ndarray}).
+    """Fill the flat ``target`` ({flax path: ShapeDtypeStruct}) from ``state_dict`` ({pt key: array or LazyTensor}).
 
-    Returns the flat dict of the paths that were filled (cast to the target dtype) and the report.
+    Tensors are taken one at a time: each is read, transformed, cast to the target dtype and handed to
+    ``place(path, value)`` (e.g. ``jax.device_put`` onto its sharding) before the next is read.
+    Returns the flat dict of the placed values of the paths that were filled, and the report.
     """
     filled, report, mismatched_paths = {}, ConversionReport(), set()
     for raw_key, array in state_dict.items():
@@ -196,19 +211,25 @@ def pytorch_to_flax(
                 report.unexpected.append(raw_key)
             continue
         path, rule = found
-        value = rule.transform.to_flax(np.asarray(array))
+        value = rule.transform.to_flax(materialize(array))
         want = target[path]
         if tuple(value.shape) != tuple(want.shape):
             report.mismatched.append((raw_key, tuple(value.shape), tuple(want.shape)))
             mismatched_paths.add(path)
             continue
-        filled[path] = value.astype(want.dtype) if value.dtype != want.dtype else value
+        filled[path] = place(path, value.astype(want.dtype) if value.dtype != want.dtype else value)
+        del value
     report.missing = [p for p in target if p not in filled and p not in mismatched_paths]
     return filled, report
 
 
-def flax_to_pytorch(table: ConversionTable, flat_params: dict) -> dict:
-    """{flax path: array} -> {pt key: np.ndarray}; a path no rule covers is an error naming it."""
+def flax_to_pytorch(table: ConversionTable, flat_params: dict, to_host: Optional[Callable[[Any], np.ndarray]] = None) -> dict:
+    """{flax path: array} -> {pt key: array}; a path no rule covers is an error naming it.
+
+    Without ``to_host`` the values are converted now (numpy). With it, each value is a ``LazyTensor`` that calls
+    ``to_host(param)`` (e.g. gathers a sharded array) and converts only when written, so a save holds one tensor
+    at a time.
+    """
     out, uncovered = {}, []
     for path, value in flat_params.items():
         found = table.pt_key(path)
@@ -216,7 +237,13 @@ def flax_to_pytorch(table: ConversionTable, flat_params: dict) -> dict:
             uncovered.append(path)
             continue
         key, rule = found
-        out[key] = rule.transform.to_pt(np.asarray(value))
+        if to_host is None:
+            out[key] = rule.transform.to_pt(np.asarray(value))
+        elif rule.transform.pt_shape is None:  # shape unknown without the data: convert this one now
+            out[key] = rule.transform.to_pt(to_host(value))
+        else:
+            load = lambda value=value, rule=rule: rule.transform.to_pt(to_host(value))
+            out[key] = LazyTensor(rule.transform.pt_shape(value.shape), np.dtype(value.dtype), load)
     if uncovered:
         raise ValueError(f"No conversion rule covers these parameters: {', '.join(uncovered)}")
     return out

@@ -14,17 +14,18 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from jax.sharding import Mesh, NamedSharding
 
 from .configuration import PretrainedConfig
 from .convert import ConversionTable, align_prefix, flatten, flax_to_pytorch, pytorch_to_flax, unflatten
 from .ops.unpadding import check_right_padded, unpadded_length
-from .sharding import PartitionRules
+from .sharding import PartitionRules, gather_to_host, param_shardings, place_batch
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,12 @@ class PreTrainedModel:
         super().__init_subclass__(**kwargs)
         jax.tree_util.register_pytree_node(
             cls,
-            lambda m: ((m.params,), (m.config, m.dtype.name)),
-            lambda aux, children: cls._from_parts(aux[0], children[0], aux[1]),
+            lambda m: ((m.params,), (m.config, m.dtype.name, m.mesh)),
+            lambda aux, children: cls._from_parts(aux[0], children[0], aux[1], aux[2]),
         )
+
+    #: The device mesh the params live on (``from_pretrained(..., mesh=)`` or ``shard(mesh)``); None: one device.
+    mesh: Optional[Mesh] = None
 
     def __init__(self, config: PretrainedConfig, params: Any = None, *, dtype: Any = None, seed: int = 0):
         self.config = config
@@ -76,9 +80,9 @@ class PreTrainedModel:
         self.params = params if params is not None else self.init_params(jax.random.PRNGKey(seed))
 
     @classmethod
-    def _from_parts(cls, config: PretrainedConfig, params: Any, dtype: str) -> "PreTrainedModel":
+    def _from_parts(cls, config: PretrainedConfig, params: Any, dtype: str, mesh: Optional[Mesh] = None) -> "PreTrainedModel":
         model = object.__new__(cls)
-        model.config, model.dtype, model.params = config, jnp.dtype(dtype), params
+        model.config, model.dtype, model.params, model.mesh = config, jnp.dtype(dtype), params, mesh
         model.module = cls.module_class(config=config, dtype=model.dtype)
         return model
 
@@ -127,6 +131,8 @@ class PreTrainedModel:
         from_pt: Optional[bool] = None,
         from_flax: Optional[bool] = None,
         ignore_mismatched_sizes: bool = False,
+        mesh: Optional[Mesh] = None,
+        partition_rules: Optional[PartitionRules] = None,
         **config_overrides: Any,
     ) -> "PreTrainedModel":
         """Load a checkpoint folder or hub model (safetensors, sharded, pytorch_model.bin, flax_model.msgpack).
@@ -134,8 +140,12 @@ class PreTrainedModel:
         ``dtype`` sets the parameter and compute dtype (float32 by default, "auto" for the checkpoint's own);
         ``seed`` initialises any weight the checkpoint lacks (a new task head) deterministically; other keyword
         arguments override config fields (``num_labels=3``).
+
+        The checkpoint is read tensor by tensor and each tensor is converted, cast and placed before the next is
+        read, so host memory stays near one copy of the weights. ``mesh`` (from ``fxformers.create_mesh``) places
+        each tensor straight onto its shard of the mesh, by the family's partition rules or ``partition_rules``.
         """
-        from .checkpoints import load_state_dict
+        from .checkpoints.loading import open_state_dict
 
         hub = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
         if config is None:
@@ -143,29 +153,34 @@ class PreTrainedModel:
         else:
             config = copy.deepcopy(config)
             config.update(config_overrides)
-        state_dict, source = load_state_dict(name_or_path, from_pt=from_pt, from_flax=from_flax, **hub)
+        state_dict = open_state_dict(name_or_path, from_flax=from_flax, **hub)
         return cls.from_state_dict(
-            state_dict, config, source=str(source), dtype=resolve_dtype(dtype, config), seed=seed,
-            ignore_mismatched_sizes=ignore_mismatched_sizes,
+            state_dict, config, source=state_dict.source, dtype=resolve_dtype(dtype, config), seed=seed,
+            ignore_mismatched_sizes=ignore_mismatched_sizes, mesh=mesh, partition_rules=partition_rules,
         )
 
     @classmethod
     def from_state_dict(
         cls,
-        state_dict: dict,
+        state_dict: Mapping[str, Any],
         config: PretrainedConfig,
         *,
         source: str = "the state dict",
         dtype: Any = None,
         seed: int = 0,
         ignore_mismatched_sizes: bool = False,
+        mesh: Optional[Mesh] = None,
+        partition_rules: Optional[PartitionRules] = None,
     ) -> "PreTrainedModel":
-        """Build the model from a PyTorch-named state dict ({key: array}), reporting every problem at once."""
-        model = cls._from_parts(config, None, resolve_dtype(dtype).name)
-        shapes = jax.eval_shape(lambda r: model.module.init(r, **model.dummy_inputs())["params"], jax.random.PRNGKey(0))
-        target = {p: jax.ShapeDtypeStruct(s.shape, model.dtype) for p, s in flatten(shapes).items()}
+        """Build the model from a PyTorch-named state dict ({key: array or LazyTensor}), reporting every problem at
+        once. Each tensor is placed (on ``mesh`` when given) as soon as it is converted; only the weights the
+        checkpoint lacks are initialised."""
+        model = cls._from_parts(config, None, resolve_dtype(dtype).name, mesh)
+        target = model.param_shapes()
+        shardings = model.param_shardings(target, partition_rules)
         rename = align_prefix(state_dict.keys(), cls.base_model_prefix, cls.has_base_prefix)
-        filled, report = pytorch_to_flax(cls.conversion_table(config), state_dict, target, rename)
+        place = lambda path, value: jax.device_put(value, shardings.get(path))
+        filled, report = pytorch_to_flax(cls.conversion_table(config), state_dict, target, rename, place=place)
         fatal_missing = [p for p in report.missing if not model._may_be_missing(p)]
         if fatal_missing or (report.mismatched and not ignore_mismatched_sizes):
             hint = "pass ignore_mismatched_sizes=True to re-initialise mis-shaped weights, " if report.mismatched else ""
@@ -175,8 +190,7 @@ class PreTrainedModel:
             )
         fresh_paths = report.missing + [p for p in target if p not in filled and p not in report.missing]
         if fresh_paths:
-            fresh = flatten(model.init_params(jax.random.PRNGKey(seed)))
-            filled.update({p: fresh[p] for p in fresh_paths})
+            filled.update(model._init_subset(fresh_paths, seed, shardings))
             logger.warning(
                 "Some weights of %s were not initialized from %s and are newly initialized: %s\n"
                 "You should probably TRAIN this model on a down-stream task to be able to use it for predictions "
@@ -184,8 +198,39 @@ class PreTrainedModel:
             )
         if report.unexpected:
             logger.info("Some weights of %s were not used by %s: %s", source, cls.__name__, report.unexpected)
-        model.params = jax.tree_util.tree_map(jnp.asarray, unflatten(filled))
+        model.params = unflatten({p: filled[p] for p in target})
         return model
+
+    def param_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """{flat param path: ShapeDtypeStruct} in this model's dtype, without allocating anything."""
+        shapes = jax.eval_shape(lambda r: self.module.init(r, **self.dummy_inputs())["params"], jax.random.PRNGKey(0))
+        return {p: jax.ShapeDtypeStruct(s.shape, self.dtype) for p, s in flatten(shapes).items()}
+
+    def param_shardings(self, shapes: Optional[Mapping[str, Any]] = None,
+                        partition_rules: Optional[PartitionRules] = None) -> dict[str, Any]:
+        """{flat param path: NamedSharding} on ``self.mesh`` from the partition rules ({} without a mesh)."""
+        if self.mesh is None:
+            return {}
+        shapes = self.param_shapes() if shapes is None else shapes
+        rules = self.partition_rules(self.config) if partition_rules is None else partition_rules
+        return flatten(param_shardings(rules, unflatten(dict(shapes)), self.mesh, what=type(self).__name__))
+
+    def _init_subset(self, paths: list[str], seed: int, shardings: Mapping[str, Any]) -> dict[str, jax.Array]:
+        """Fresh values of ``paths`` only, equal to the same paths of ``init_params(PRNGKey(seed))``: the full init
+        is traced, but XLA computes (and allocates) only the outputs returned."""
+        def init(rng):
+            flat = flatten(self.module.init(rng, **self.dummy_inputs())["params"])
+            return {p: flat[p].astype(self.dtype) for p in paths}
+
+        out_shardings = {p: shardings[p] for p in paths} if shardings else None
+        return jax.jit(init, out_shardings=out_shardings)(jax.random.PRNGKey(seed))
+
+    def shard(self, mesh: Mesh, partition_rules: Optional[PartitionRules] = None) -> "PreTrainedModel":
+        """Move the params onto ``mesh`` by the partition rules (in place; returns self)."""
+        self.mesh = mesh
+        shardings = self.param_shardings(partition_rules=partition_rules)
+        self.params = unflatten({p: jax.device_put(v, shardings[p]) for p, v in flatten(self.params).items()})
+        return self
 
     def _may_be_missing(self, path: str) -> bool:
         if self.has_base_prefix and not path.startswith(self.base_model_prefix + "/"):
@@ -193,10 +238,16 @@ class PreTrainedModel:
         return any(re.search(p, path) for p in self.optional_weights)
 
     # -- saving ----------------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Parameters as a PyTorch-named {key: np.ndarray} dict, as ``save_pretrained`` writes them."""
-        flat = {p: np.asarray(v) for p, v in flatten(jax.device_get(self.params)).items()}
-        return flax_to_pytorch(self.conversion_table(self.config), flat)
+    def state_dict(self, lazy: bool = False) -> dict:
+        """Parameters as a PyTorch-named {key: np.ndarray} dict, as ``save_pretrained`` writes them.
+
+        ``lazy=True`` gives ``LazyTensor``s instead: each gathers its (possibly sharded) parameter to the host only
+        when materialized, which is how ``save_pretrained`` writes a model one tensor at a time.
+        """
+        table = self.conversion_table(self.config)
+        if lazy:
+            return flax_to_pytorch(table, flatten(self.params), to_host=gather_to_host)
+        return flax_to_pytorch(table, {p: gather_to_host(v) for p, v in flatten(self.params).items()})
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, max_shard_size: int | str = "5GB", **_: Any) -> None:
         """Write config.json and model.safetensors (sharded past max_shard_size) that transformers loads as is."""
@@ -208,7 +259,7 @@ class PreTrainedModel:
         config.architectures = [type(self).__name__]
         config.dtype = self.dtype.name
         config.save_pretrained(folder)
-        save_state_dict(self.state_dict(), folder, max_shard_size=max_shard_size)
+        save_state_dict(self.state_dict(lazy=True), folder, max_shard_size=max_shard_size)
         generation_config = getattr(self, "generation_config", None)
         if generation_config is not None:
             generation_config.save_pretrained(folder)
@@ -233,6 +284,8 @@ class PreTrainedModel:
             raise ValueError("train=True needs dropout_rng=jax.random.PRNGKey(...) for dropout.")
         rngs = {"dropout": dropout_rng} if flags["train"] else {}
         module = self._unpadded_module(inputs.get("attention_mask")) if unpad_inputs else self.module
+        if self.mesh is not None:
+            inputs = place_batch(inputs, self.mesh)
         return _forward(module, self.params if params is None else params, inputs, rngs, **flags)
 
     @property

@@ -198,19 +198,42 @@ def bytes_per_device(tree: Any) -> dict[Any, int]:
 
 
 def gather_to_host(array: Any) -> np.ndarray:
-    """The whole value of one (possibly sharded, possibly multi-process) array as a host numpy array.
+    """One array, whole, as numpy on this host: a sharded array is gathered from its shards (from every process's
+    devices when it spans several processes); numpy input is returned as is."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        from jax.experimental import multihost_utils
 
-    Every process must call it for the same arrays in the same order when an array spans several processes (it is
-    a collective then); a fully replicated array is read from a local copy and a process-local array is simply
-    fetched, with no communication. Use it tensor by tensor (e.g. while saving) so only one whole tensor is on the
-    host at a time.
-    """
-    if not isinstance(array, jax.Array):
-        return np.asarray(array)
-    if array.is_fully_addressable:
-        return np.asarray(jax.device_get(array))
-    if array.is_fully_replicated:
-        return np.asarray(array.addressable_data(0))
-    from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(jax.device_get(array))
 
-    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+#: A key/value cache leaf [B, L, K, H]: batch over the batch axes, heads over `model` (as q/k/v are split).
+KV_CACHE = P(BATCH_AXES, None, MODEL, None)
+
+
+def constrain_kv_cache(state: Any, mesh: Optional[Mesh]) -> Any:
+    """Inside a jitted program: lay out every ``{"key", "value"}`` cache leaf [B, L, K, H] of ``state`` as
+    ``KV_CACHE`` on ``mesh`` (a no-op without one), so GSPMD keeps the cache split over batch and heads."""
+    if mesh is None:
+        return state
+
+    def leaf(path, x):
+        name = getattr(path[-1], "key", None) if path else None
+        if name in ("key", "value") and getattr(x, "ndim", 0) == 4:
+            return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, fit_spec(KV_CACHE, x.shape, mesh)))
+        return x
+
+    return jax.tree_util.tree_map_with_path(leaf, state)
+
+
+def place_batch(inputs: Mapping[str, Any], mesh: Mesh) -> dict:
+    """Host or device arrays -> arrays on ``mesh``, each split over the batch axes when its leading dimension
+    divides evenly (replicated otherwise); tracers are left to the enclosing jit."""
+    out = {}
+    for name, value in inputs.items():
+        if isinstance(value, jax.core.Tracer) or not hasattr(value, "shape"):
+            out[name] = value
+            continue
+        spec = batch_spec(value.ndim) if value.ndim else P()
+        out[name] = jax.device_put(value, NamedSharding(mesh, fit_spec(spec, value.shape, mesh)))
+    return out

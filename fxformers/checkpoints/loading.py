@@ -12,7 +12,8 @@ import numpy as np
 
 from ..hub import resolve_file
 from .errors import CheckpointError, CheckpointNotFoundError
-from .safetensors_io import load_safetensors
+from .lazy import LazyStateDict
+from .safetensors_io import lazy_safetensors, load_safetensors
 from .torch_pickle import load_torch_bin
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,39 @@ def load_file(path: str | os.PathLike) -> StateDict:
     return load_torch_bin(path)
 
 
+def find_weights(
+    name_or_path: str | os.PathLike,
+    *,
+    from_flax: Optional[bool] = None,
+    cache_dir: Optional[str | os.PathLike] = None,
+    revision: Optional[str] = None,
+    token: Optional[str] = None,
+    local_files_only: bool = False,
+) -> tuple[Path, Optional[Callable[[str], Optional[Path]]]]:
+    """The weight file (or sharded index) of a model, and how to resolve its shards (None for a single file).
+
+    Files are tried in Transformers' order (``WEIGHT_FILES``); ``from_flax=True`` tries the Flax files first.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path, None
+    order = WEIGHT_FILES
+    if from_flax:
+        order = _FLAX_FILES + tuple(n for n in WEIGHT_FILES if n not in _FLAX_FILES)
+    kwargs = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
+    for filename in order:
+        found = resolve_file(name_or_path, filename, **kwargs)
+        if found is None:
+            continue
+        logger.info("loading weights from %s", found)
+        return Path(found), lambda shard: resolve_file(name_or_path, shard, **kwargs)
+    where = f"the folder {path}" if path.is_dir() else f"the model {str(name_or_path)!r} (revision {revision or 'main'})"
+    raise CheckpointNotFoundError(
+        f"No weights found in {where}: looked for {', '.join(order)}. Pass the folder that holds the weights, "
+        "or save/download them there."
+    )
+
+
 def load_state_dict(
     name_or_path: str | os.PathLike,
     *,
@@ -144,25 +178,48 @@ def load_state_dict(
     hub.ModelNotFoundError when the model itself cannot be found.
     """
     del from_pt  # PyTorch files are the default format; the flag only exists for familiarity
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return load_file(path), str(path)
-    order = WEIGHT_FILES
-    if from_flax:
-        order = _FLAX_FILES + tuple(n for n in WEIGHT_FILES if n not in _FLAX_FILES)
-    kwargs = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
-    for filename in order:
-        found = resolve_file(name_or_path, filename, **kwargs)
-        if found is None:
-            continue
-        logger.info("loading weights from %s", found)
-        if filename.endswith(".index.json"):
-            state = load_sharded(found, lambda shard: resolve_file(name_or_path, shard, **kwargs))
-        else:
-            state = load_file(found)
-        return state, str(found)
-    where = f"the folder {path}" if path.is_dir() else f"the model {str(name_or_path)!r} (revision {revision or 'main'})"
-    raise CheckpointNotFoundError(
-        f"No weights found in {where}: looked for {', '.join(order)}. Pass the folder that holds the weights, "
-        "or save/download them there."
+    found, resolve = find_weights(
+        name_or_path, from_flax=from_flax, cache_dir=cache_dir, revision=revision, token=token,
+        local_files_only=local_files_only,
     )
+    if found.name.endswith(".index.json") and resolve is not None:
+        return load_sharded(found, resolve), str(found)
+    return load_file(found), str(found)
+
+
+def open_state_dict(name_or_path: str | os.PathLike, **kwargs) -> LazyStateDict:
+    """Like ``load_state_dict`` (same arguments), but nothing is read until the tensors are taken one by one:
+    safetensors tensors are read individually, the shards of a sharded checkpoint one after another, and formats
+    that can only be read whole (``.bin``, msgpack) one file at a time. ``.source`` names the file."""
+    kwargs.pop("from_pt", None)
+    found, resolve = find_weights(name_or_path, **kwargs)
+    if found.name.endswith(".msgpack.index.json"):
+        state = load_sharded(found, resolve)  # Flax shards are renamed as a whole
+    elif found.name.endswith(".index.json"):
+        return _open_sharded(found, resolve)
+    elif found.name.endswith(".safetensors"):
+        tensors = lazy_safetensors(found)
+        return LazyStateDict(tensors, [lambda: dict(tensors)], str(found))
+    else:
+        state = load_file(found)  # read whole: the consumer takes (and frees) one tensor at a time
+    return LazyStateDict(list(state), [lambda: state], str(found))
+
+
+def _open_sharded(index_path: Path, resolve: Optional[Callable[[str], Optional[Path]]]) -> LazyStateDict:
+    weight_map = read_index(index_path)
+    shards = [resolve_shard(index_path, shard, resolve) for shard in dict.fromkeys(weight_map.values())]
+    parts = []
+    for shard_path in shards:
+        if shard_path.name.endswith(".safetensors"):
+            tensors = lazy_safetensors(shard_path)  # the header now (validated, cheap), the data when taken
+            missing = [key for key, name in weight_map.items() if name == shard_path.name and key not in tensors]
+            if missing:
+                raise CheckpointError(
+                    f"{index_path} lists {len(missing)} tensors that {shard_path.name} does not hold, e.g. "
+                    f"{missing[:5]}; the shards and the index do not belong together: download or save the "
+                    "checkpoint again."
+                )
+            parts.append(lambda tensors=tensors: dict(tensors))
+        else:
+            parts.append(lambda shard_path=shard_path: load_file(shard_path))
+    return LazyStateDict(weight_map, parts, str(index_path))

@@ -3,7 +3,7 @@
 Reading parses the format directly (8-byte little-endian header length, JSON header, raw little-endian data)
 because the safetensors package's numpy API (0.8) cannot return bfloat16 ("data type 'bfloat16' not
 understood"); every header field is validated so a truncated or corrupt file is a ``CheckpointError`` naming
-it. Writing goes through ``safetensors.numpy.save_file``, which handles ``ml_dtypes.bfloat16`` by dtype name.
+it. Writing streams one tensor at a time in the safetensors library's own layout (``write_safetensors``).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import ml_dtypes
 import numpy as np
 
 from .errors import CheckpointError
+from .lazy import LazyTensor, materialize
 
 # safetensors dtype string -> numpy dtype
 SAFETENSORS_DTYPES: dict[str, np.dtype] = {
@@ -98,6 +99,20 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict, int]:
     return header, metadata, data_start
 
 
+def _read_tensor(f, path: Path, name: str, entry: dict, data_start: int) -> np.ndarray:
+    """One tensor of an open safetensors file (its header entry validated by ``read_safetensors_header``)."""
+    arr = np.empty(entry["shape"], dtype=SAFETENSORS_DTYPES[entry["dtype"]])
+    begin, end = entry["data_offsets"]
+    f.seek(data_start + begin)
+    if end > begin:
+        got = f.readinto(memoryview(arr.reshape(-1).view(np.uint8)))
+        if got != end - begin:
+            raise _corrupt(path, f"tensor {name!r} is cut short")
+    if arr.dtype.byteorder == ">":  # big-endian host: data on disk is little-endian
+        arr = arr.byteswap().view(arr.dtype.newbyteorder("<"))
+    return arr
+
+
 def load_safetensors(path: str | os.PathLike, keys: Optional[set[str]] = None) -> dict[str, np.ndarray]:
     """All tensors of a safetensors file (or only ``keys``) as writable numpy arrays in the stored dtype."""
     path = Path(path)
@@ -106,18 +121,8 @@ def load_safetensors(path: str | os.PathLike, keys: Optional[set[str]] = None) -
     try:
         with open(path, "rb") as f:
             for name, entry in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-                if keys is not None and name not in keys:
-                    continue
-                arr = np.empty(entry["shape"], dtype=SAFETENSORS_DTYPES[entry["dtype"]])
-                begin, end = entry["data_offsets"]
-                f.seek(data_start + begin)
-                if end > begin:
-                    got = f.readinto(memoryview(arr.reshape(-1).view(np.uint8)))
-                    if got != end - begin:
-                        raise _corrupt(path, f"tensor {name!r} is cut short")
-                if arr.dtype.byteorder == ">":  # big-endian host: data on disk is little-endian
-                    arr = arr.byteswap().view(arr.dtype.newbyteorder("<"))
-                out[name] = arr
+                if keys is None or name in keys:
+                    out[name] = _read_tensor(f, path, name, entry, data_start)
     except OSError as err:
         if isinstance(err, CheckpointError):
             raise
@@ -125,11 +130,69 @@ def load_safetensors(path: str | os.PathLike, keys: Optional[set[str]] = None) -
     return out
 
 
-def write_safetensors(
-    tensors: Mapping[str, np.ndarray], path: str | os.PathLike, metadata: Optional[Mapping[str, str]] = None
-) -> None:
-    """Write ``tensors`` to ``path`` (not atomically; the saver writes to a temporary name and renames)."""
-    from safetensors.numpy import save_file
+def lazy_safetensors(path: str | os.PathLike) -> dict[str, LazyTensor]:
+    """The tensors of a safetensors file as ``LazyTensor``s, in file order: each reads only its own bytes."""
+    path = Path(path)
+    header, _, data_start = read_safetensors_header(path)
 
-    arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
-    save_file(arrays, os.fspath(path), metadata=dict(metadata) if metadata is not None else None)
+    def reader(name: str, entry: dict):
+        def load() -> np.ndarray:
+            try:
+                with open(path, "rb") as f:
+                    return _read_tensor(f, path, name, entry, data_start)
+            except OSError as err:
+                if isinstance(err, CheckpointError):
+                    raise
+                raise CheckpointError(f"cannot read {path}: {err}") from err
+        return load
+
+    ordered = sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
+    return {
+        name: LazyTensor(tuple(entry["shape"]), SAFETENSORS_DTYPES[entry["dtype"]], reader(name, entry))
+        for name, entry in ordered
+    }
+
+
+_DTYPE_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
+
+
+def write_safetensors(
+    tensors: Mapping[str, Any], path: str | os.PathLike, metadata: Optional[Mapping[str, str]] = None
+) -> None:
+    """Write ``tensors`` (numpy/jax arrays or ``LazyTensor``s) to ``path``, streaming: the header is built from
+    shapes and dtypes, then each tensor is materialized, written and dropped in turn, so at most one tensor is
+    in memory at a time. Not atomic: the saver writes to a temporary name and renames.
+
+    The layout is the safetensors library's: entries sorted by (dtype alignment descending, name), the header
+    padded with spaces to a multiple of 8 bytes.
+    """
+    entries = {}
+    for name, value in tensors.items():
+        dtype = np.dtype(value.dtype)
+        if dtype not in _DTYPE_NAMES:
+            raise TypeError(f"cannot write tensor {name!r} of dtype {dtype} to safetensors")
+        entries[name] = (tuple(int(d) for d in value.shape), dtype, value)
+    order = sorted(entries, key=lambda n: (-entries[n][1].alignment, n))
+    header: dict[str, Any] = {}
+    if metadata is not None:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for name in order:
+        shape, dtype, _ = entries[name]
+        size = math.prod(shape) * dtype.itemsize
+        header[name] = {"dtype": _DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for name in order:
+            shape, dtype, value = entries[name]
+            array = np.ascontiguousarray(materialize(value))
+            if array.shape != shape or array.dtype != dtype:
+                raise ValueError(f"tensor {name!r} materialized as {array.dtype}{array.shape}, declared {dtype}{shape}")
+            if array.dtype.byteorder == ">":
+                array = array.byteswap().view(array.dtype.newbyteorder("<"))
+            f.write(memoryview(array.reshape(-1).view(np.uint8)))
+            del array

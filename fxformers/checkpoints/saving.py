@@ -10,11 +10,13 @@ import os
 import re
 import types
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
+import jax
 import numpy as np
 
 from .atomic import fsync_dir, fsync_path, remove_quietly, temporary_path
+from .lazy import LazyTensor
 from .loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from .safetensors_io import write_safetensors
 from .sizes import parse_size
@@ -37,7 +39,7 @@ def split_into_shards(state_dict: Mapping[str, np.ndarray], max_shard_size: int)
     current: dict[str, np.ndarray] = {}
     current_size = 0
     for key, tensor in state_dict.items():
-        size = tensor.nbytes
+        size = tensor.nbytes  # numpy, jax and LazyTensor all know their size without materializing
         if size > max_shard_size:
             shards.append({key: tensor})
             continue
@@ -58,7 +60,8 @@ def save_state_dict(
     max_shard_size: int | str = "5GB",
     metadata: Mapping[str, str] = _DEFAULT_METADATA,
 ) -> list[Path]:
-    """Write ``state_dict`` (PyTorch key -> array; numpy or jax arrays) into ``folder`` as
+    """Write ``state_dict`` (PyTorch key -> array; numpy or jax arrays, or ``LazyTensor``s that are produced one at a
+    time while writing) into ``folder`` as
     ``model.safetensors``, or, when larger than ``max_shard_size`` (bytes, or "5GB", "200MB", "10KB", "1GiB"
     with Transformers' units), as ``model-0000i-of-0000N.safetensors`` plus ``model.safetensors.index.json``.
 
@@ -70,11 +73,11 @@ def save_state_dict(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     limit = parse_size(max_shard_size)
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     for key, value in state_dict.items():
         if not isinstance(key, str):
             raise TypeError(f"state dict keys must be strings, got {key!r}")
-        array = np.asarray(value)
+        array = value if isinstance(value, (LazyTensor, jax.Array, np.ndarray)) else np.asarray(value)
         if array.dtype == object:
             raise TypeError(f"state dict entry {key!r} is a {type(value).__name__}, not an array")
         arrays[key] = array

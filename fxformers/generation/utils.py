@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..ops.bucketing import bucket_length
+from ..sharding import constrain_kv_cache, place_batch
 from . import processors as P
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig
 
@@ -267,9 +268,12 @@ class GenerationMixin:
         dyn = {k: jnp.asarray(v, jnp.int32) for k, v in dyn.items()}
         key = prng_key if prng_key is not None else jax.random.PRNGKey(0)
         run = self._generation_program(program)
+        batch_inputs = {"ids": ids_in, "mask": mask_in, "first": first_token}
+        if self.mesh is not None:  # rows split over the mesh's batch axes, as the cache is
+            batch_inputs = place_batch({k: np.asarray(v) for k, v in batch_inputs.items()}, self.mesh)
         sequences, end = run(
-            self.params if params is None else params, jnp.asarray(ids_in), jnp.asarray(mask_in),
-            jnp.asarray(first_token), dyn, key,
+            self.params if params is None else params, jnp.asarray(batch_inputs["ids"]),
+            jnp.asarray(batch_inputs["mask"]), jnp.asarray(batch_inputs["first"]), dyn, key,
         )
         return sequences[:, start : int(end)]
 
@@ -343,10 +347,10 @@ class GenerationMixin:
 
     def _generation_program(self, program: _Program):
         """The jitted program for these settings, shared by every model with the same class, module and dtype."""
-        key = (type(self), self.module, program)
+        key = (type(self), self.module, program, self.mesh)
         if key not in _PROGRAMS:
             # a parameter-free copy: params are an argument of the program, never captured by it
-            skeleton = type(self)._from_parts(self.config, None, jnp.dtype(self.dtype).name)
+            skeleton = type(self)._from_parts(self.config, None, jnp.dtype(self.dtype).name, self.mesh)
             _PROGRAMS[key] = jax.jit(functools.partial(_run_program, skeleton, program))
         return _PROGRAMS[key]
 
@@ -364,6 +368,7 @@ def _run_program(model, program: _Program, params, input_ids, attention_mask, fi
     # encoder-decoders get the resolved start token (generate(decoder_start_token_id=...) may override the config's)
     extra = {"decoder_start_token_id": program.decoder_start_token_id} if program.is_encoder_decoder else {}
     logits, state = model.prepare_generation(params, input_ids, attention_mask, max_positions, **extra)
+    state = constrain_kv_cache(state, model.mesh)  # on a mesh: cache split over batch and heads
     buffer = jnp.full((batch, s), program.pad_token_id, jnp.int32)
     if program.is_encoder_decoder:
         buffer = buffer.at[:, 0].set(program.decoder_start_token_id)
@@ -373,6 +378,7 @@ def _run_program(model, program: _Program, params, input_ids, attention_mask, fi
     if n > 1:
         repeat = lambda a: jnp.repeat(a, n, axis=0)
         logits, state, buffer, first_token = repeat(logits), jax.tree_util.tree_map(repeat, state), repeat(buffer), repeat(first_token)
+        state = constrain_kv_cache(state, model.mesh)
     process = P.build(program.processors)
     if program.strategy == "beam":
         return _beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch)

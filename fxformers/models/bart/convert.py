@@ -1,6 +1,9 @@
 """BART conversion rules: PyTorch state-dict keys <-> Flax parameter paths (mBART adds its final layer norms)."""
 
+from jax.sharding import PartitionSpec as P
+
 from ...convert import ConversionTable, Rule, embedding, layer_norm, linear
+from ...sharding import COLUMN, COLUMN_BIAS, HIDDEN, MODEL, REPLICATED, ROW, VOCAB
 
 # Copies of `shared.weight` that Transformers ties (stored by some checkpoints), and fairseq leftovers.
 TIED = (r"(^|\.)encoder\.embed_tokens\.weight$", r"(^|\.)decoder\.embed_tokens\.weight$", r"(^|\.)version$")
@@ -53,3 +56,22 @@ def classification_table(config, final_layer_norms: bool = False) -> ConversionT
     rules = linear("classification_head.dense", "classification_head/dense")
     rules += linear("classification_head.out_proj", "classification_head/out_proj")
     return model_table(config, final_layer_norms).prefixed("model.", "model/") + ConversionTable(rules)
+
+
+def partition_rules(config) -> tuple:
+    """BART / mBART (every head): attention in-projections and fc1 column-parallel, out_proj and fc2 row-parallel."""
+    untied = () if config.tie_word_embeddings else ((r"^lm_head/kernel$", COLUMN),)
+    return untied + (
+        (r"shared/embedding$", VOCAB),
+        (r"embed_positions/embedding$", HIDDEN),
+        (r"(self_attn|encoder_attn)/(q|k|v)_proj/kernel$", COLUMN),
+        (r"(self_attn|encoder_attn)/(q|k|v)_proj/bias$", COLUMN_BIAS),
+        (r"(self_attn|encoder_attn)/out_proj/kernel$", ROW),
+        (r"fc1/kernel$", COLUMN),
+        (r"fc1/bias$", COLUMN_BIAS),
+        (r"fc2/kernel$", ROW),
+        (r"^final_logits_bias$", P(None, MODEL)),  # [1, V]
+        (r"classification_head/(dense|out_proj)/kernel$", COLUMN),
+        (r"(layer_norm|layernorm_embedding)/(scale|bias)$", REPLICATED),
+        (r"((self_attn|encoder_attn)/out_proj|fc2|classification_head/(dense|out_proj))/bias$", REPLICATED),
+    )

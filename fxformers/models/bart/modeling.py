@@ -400,6 +400,10 @@ class BartPreTrainedModel(PreTrainedModel):
     has_base_prefix = True
     vocab_params = ((r"shared/embedding$", 0), (r"^final_logits_bias$", 1), (r"^lm_head/kernel$", 1))
 
+    @classmethod
+    def partition_rules(cls, config):
+        return _convert.partition_rules(config)
+
     def dummy_inputs(self):
         ids = jnp.full((1, 4), 2, jnp.int32)  # all EOS: valid for the EOS-pooling head too
         return {"input_ids": ids, "attention_mask": jnp.ones((1, 4), jnp.int32), "decoder_input_ids": ids}

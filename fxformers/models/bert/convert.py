@@ -3,6 +3,7 @@
 import re
 
 from ...convert import ConversionTable, Rule, embedding, layer_norm, linear
+from ...sharding import COLUMN, COLUMN_BIAS, HIDDEN, REPLICATED, ROW, VOCAB
 
 # Buffers older checkpoints carry; never weights.
 BUFFERS = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$")
@@ -50,3 +51,25 @@ def masked_lm_table(config) -> ConversionTable:
     rules += linear("cls.predictions.transform.dense", "transform_dense")
     rules += layer_norm("cls.predictions.transform.LayerNorm", "transform_LayerNorm")
     return head_table("bert", False, rules, ignore)
+
+
+def partition_rules(config) -> tuple:
+    """BERT and RoBERTa (every head): q/k/v and intermediate column-parallel, attention output and FFN output
+    row-parallel, word embeddings (and the MLM bias) over the vocabulary; heads split on their inputs over fsdp."""
+    untied = () if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)  # untied MLM decoder [D, V]
+    return untied + (
+        (r"word_embeddings/embedding$", VOCAB),
+        (r"(position|token_type)_embeddings/embedding$", HIDDEN),
+        (r"attention/(query|key|value)/kernel$", COLUMN),
+        (r"attention/(query|key|value)/bias$", COLUMN_BIAS),
+        (r"attention/out/kernel$", ROW),
+        (r"layer_\d+/intermediate/kernel$", COLUMN),
+        (r"layer_\d+/intermediate/bias$", COLUMN_BIAS),
+        (r"layer_\d+/output/kernel$", ROW),
+        (r"^bias$", COLUMN_BIAS),  # MLM output bias [V]
+        (r"(pooler|transform_dense|lm_head_dense|classifier|classifier_dense|classifier_out_proj|qa_outputs)/kernel$",
+         COLUMN),
+        (r"(LayerNorm|layer_norm)/(scale|bias)$", REPLICATED),
+        (r"(attention/out|layer_\d+/output|pooler|transform_dense|lm_head_dense|classifier|classifier_dense|"
+         r"classifier_out_proj|qa_outputs)/bias$", REPLICATED),
+    )

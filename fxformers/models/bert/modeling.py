@@ -319,6 +319,10 @@ class BertPreTrainedModel(PreTrainedModel):
     has_base_prefix = True
     vocab_params = ((r"word_embeddings/embedding$", 0), (r"^bias$", 0), (r"^decoder/kernel$", 1))
 
+    @classmethod
+    def partition_rules(cls, config):
+        return _convert.partition_rules(config)
+
 
 class BertModel(BertPreTrainedModel):
     module_class = BertModule

@@ -1,6 +1,7 @@
 """DistilBERT conversion rules: PyTorch state-dict keys <-> Flax parameter paths."""
 
 from ...convert import ConversionTable, Rule, embedding, layer_norm, linear
+from ...sharding import COLUMN, COLUMN_BIAS, HIDDEN, REPLICATED, ROW, VOCAB
 
 BUFFERS = (r"embeddings\.position_ids$",)
 
@@ -38,3 +39,22 @@ def masked_lm_table(config) -> ConversionTable:
     if config.tie_word_embeddings:
         return head_table(rules, (r"^vocab_projector\.weight$",))
     return head_table(rules + linear("vocab_projector", "decoder", bias=False))
+
+
+def partition_rules(config) -> tuple:
+    """DistilBERT (every head): q/k/v and lin1 column-parallel, out_lin and lin2 row-parallel."""
+    untied = () if config.tie_word_embeddings else ((r"^decoder/kernel$", COLUMN),)  # untied MLM decoder [D, V]
+    return untied + (
+        (r"word_embeddings/embedding$", VOCAB),
+        (r"position_embeddings/embedding$", HIDDEN),
+        (r"attention/(q|k|v)_lin/kernel$", COLUMN),
+        (r"attention/(q|k|v)_lin/bias$", COLUMN_BIAS),
+        (r"attention/out_lin/kernel$", ROW),
+        (r"lin1/kernel$", COLUMN),
+        (r"lin1/bias$", COLUMN_BIAS),
+        (r"lin2/kernel$", ROW),
+        (r"^bias$", COLUMN_BIAS),  # MLM output bias [V]
+        (r"(pre_classifier|classifier|qa_outputs|vocab_transform)/kernel$", COLUMN),
+        (r"(LayerNorm|layer_norm)/(scale|bias)$", REPLICATED),
+        (r"(out_lin|lin2|pre_classifier|classifier|qa_outputs|vocab_transform)/bias$", REPLICATED),
+    )

@@ -232,6 +232,10 @@ class DistilBertPreTrainedModel(PreTrainedModel):
     has_base_prefix = True
     vocab_params = ((r"word_embeddings/embedding$", 0), (r"^bias$", 0), (r"^decoder/kernel$", 1))
 
+    @classmethod
+    def partition_rules(cls, config):
+        return convert.partition_rules(config)
+
     def validate_inputs(self, inputs: dict) -> None:
         if "token_type_ids" in inputs:
             raise ValueError("DistilBERT takes no token_type_ids; drop them (the tokenizer returns none for it).")

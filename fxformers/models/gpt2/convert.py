@@ -1,6 +1,7 @@
 """GPT-2 conversion rules: PyTorch state-dict keys <-> Flax parameter paths (Conv1D weights are already [in, out])."""
 
 from ...convert import ConversionTable, conv1d, embedding, layer_norm, linear
+from ...sharding import COLUMN, COLUMN_BIAS, HIDDEN, REPLICATED, ROW, VOCAB
 
 # Buffers older checkpoints carry (the causal mask), never weights.
 BUFFERS = (r"\.attn\.bias$", r"\.attn\.masked_bias$")
@@ -31,3 +32,17 @@ def lm_head_table(config) -> ConversionTable:
 
 def sequence_classification_table() -> ConversionTable:
     return base_table().prefixed("transformer.", "transformer/") + ConversionTable(linear("score", "score", bias=False))
+
+
+def partition_rules(config) -> tuple:
+    """GPT-2: the fused c_attn and c_fc column-parallel, both c_proj row-parallel, wte over the vocabulary."""
+    del config
+    return (
+        (r"wte/embedding$", VOCAB),
+        (r"wpe/embedding$", HIDDEN),
+        (r"(attn/c_attn|mlp/c_fc)/kernel$", COLUMN),
+        (r"(attn/c_attn|mlp/c_fc)/bias$", COLUMN_BIAS),
+        (r"(attn|mlp)/c_proj/kernel$", ROW),
+        (r"^(lm_head|score)/kernel$", COLUMN),
+        (r"((attn|mlp)/c_proj/bias|ln_\d+/(scale|bias)|ln_f/(scale|bias)|score/bias)$", REPLICATED),
+    )

@@ -196,6 +196,10 @@ class GPT2PreTrainedModel(PreTrainedModel):
     has_base_prefix = True
     vocab_params = ((r"wte/embedding$", 0), (r"^lm_head/kernel$", 1))
 
+    @classmethod
+    def partition_rules(cls, config):
+        return _convert.partition_rules(config)
+
     def cache_spec(self) -> tuple[int, int, int]:
         c = self.config
         return c.n_layer, c.n_head, c.n_embd // c.n_head

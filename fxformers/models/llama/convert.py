@@ -34,14 +34,21 @@ def causal_lm_table(config) -> ConversionTable:
 
 def partition_rules(config) -> tuple:
     """Megatron-style: q/k/v and gate/up split on their outputs over `model`, o/down on their inputs."""
-    del config  # the same table for every size
-    return (
+    qkv, o, mlp = config.qkv_bias(), config.o_bias(), bool(config.mlp_bias)
+    rules = [
         (r"embed_tokens/embedding$", VOCAB),
         (r"self_attn/(q|k|v)_proj/kernel$", COLUMN),
-        (r"self_attn/(q|k|v)_proj/bias$", COLUMN_BIAS),
         (r"self_attn/o_proj/kernel$", ROW),
         (r"mlp/(gate|up)_proj/kernel$", COLUMN),
         (r"mlp/down_proj/kernel$", ROW),
-        (r"^lm_head/kernel$", COLUMN),
-        (r"(o_proj/bias|down_proj/bias|gate_proj/bias|up_proj/bias|norm/weight)$", REPLICATED),
-    )
+        (r"norm/weight$", REPLICATED),
+    ]
+    if not config.tie_word_embeddings:
+        rules.append((r"^lm_head/kernel$", COLUMN))
+    if qkv:
+        rules.append((r"self_attn/(q|k|v)_proj/bias$", COLUMN_BIAS))
+    if mlp:
+        rules += [(r"mlp/(gate|up)_proj/bias$", COLUMN_BIAS), (r"mlp/down_proj/bias$", REPLICATED)]
+    if o:
+        rules.append((r"self_attn/o_proj/bias$", REPLICATED))
+    return tuple(rules)

@@ -1,6 +1,7 @@
 """T5 conversion rules: PyTorch state-dict keys <-> Flax parameter paths (the names are the same, dots to slashes)."""
 
 from ...convert import ConversionTable, Rule, embedding, linear
+from ...sharding import COLUMN, REPLICATED, ROW, VOCAB
 
 # Tied copies of `shared.weight` Transformers may store, and a cross-attention bias old checkpoints carry unused.
 TIED = (r"^encoder\.embed_tokens\.weight$", r"^decoder\.embed_tokens\.weight$")
@@ -47,3 +48,17 @@ def t5_table(config, decoder: bool, lm_head: bool) -> ConversionTable:
     else:
         ignore += (r"^lm_head\.weight$",)  # the tied copy
     return ConversionTable(rules, ignore)
+
+
+def partition_rules(config) -> tuple:
+    """T5 / mT5: q/k/v and wi column-parallel, o and wo row-parallel, the shared embedding over the vocabulary."""
+    untied = () if config.tie_word_embeddings else ((r"^lm_head/kernel$", COLUMN),)
+    return untied + (
+        (r"shared/embedding$", VOCAB),
+        (r"(SelfAttention|EncDecAttention)/(q|k|v)/kernel$", COLUMN),
+        (r"(SelfAttention|EncDecAttention)/o/kernel$", ROW),
+        (r"relative_attention_bias/embedding$", REPLICATED),  # [buckets, N]: tiny
+        (r"DenseReluDense/wi(_\d+)?/kernel$", COLUMN),
+        (r"DenseReluDense/wo/kernel$", ROW),
+        (r"layer_norm/weight$", REPLICATED),
+    )

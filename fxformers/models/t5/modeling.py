@@ -445,6 +445,10 @@ class T5PreTrainedModel(PreTrainedModel):
     base_model_prefix = ""
     vocab_params = ((r"^shared/embedding$", 0), (r"^lm_head/kernel$", 1))
 
+    @classmethod
+    def partition_rules(cls, config):
+        return _convert.partition_rules(config)
+
     def dummy_inputs(self):
         ids = jnp.ones((1, 4), jnp.int32)
         return {"input_ids": ids, "attention_mask": ids, "decoder_input_ids": ids}
