@@ -87,6 +87,8 @@ def put_global(tree: Any, sharding: Any) -> Any:
         return jax.device_put(tree, sharding)
 
     def put(x: Any, s: Any) -> jax.Array:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:  # already global (a model on a mesh)
+            return jax.device_put(x, s)
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, s, lambda index: x[index])
 
