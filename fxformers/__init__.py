@@ -74,6 +74,8 @@ for _name in (
     "get_polynomial_decay_schedule_with_warmup", "get_inverse_sqrt_schedule",
 ):
     _EXPORTS[_name] = "fxformers.optimization"
+for _name in ("initialize_distributed", "is_main_process", "barrier"):
+    _EXPORTS[_name] = "fxformers.distributed"
 
 for _name in ("LoraConfig", "get_peft_model", "PeftModel"):
     _EXPORTS[_name] = "fxformers.lora"

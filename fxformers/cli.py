@@ -3,6 +3,7 @@
     fxformers pipeline TASK "text" ["more text" ...] [--model M] [--json] [--top-k K] [--arg key=value ...]
     fxformers env
     fxformers convert SOURCE DEST [--dtype D] [--max-shard-size S]
+    fxformers launch --num_processes N [--process_id I --coordinator_address HOST:PORT] script.py [args ...]
 """
 
 from __future__ import annotations
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "fields (--training.learning_rate 1e-4, or --learning_rate 1e-4).")
     t.add_argument("config", help="a YAML (or JSON) config, e.g. configs/minilm_text_classification.yaml")
     t.set_defaults(func=cmd_train)
+
+    sub.add_parser("launch", help="start or join a multi-process JAX run (see `fxformers launch -h`)", add_help=False)
     return parser
 
 
@@ -269,8 +272,12 @@ def _dashed(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["launch"]:  # its own parser: everything after the script belongs to the script
+        from .launch import main as launch_main
+
+        return launch_main(argv[1:])
+    parser = build_parser()
     args, extra = parser.parse_known_args(_dashed(argv, parser))
     if extra and getattr(args, "command", None) != "train":
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")

@@ -54,6 +54,7 @@ TORCH_ONLY_KWARGS = frozenset({
     "code_revision", "adapter_kwargs", "adapter_name",
 })
 
+
 def drop_torch_only_kwargs(owner: str, kwargs: dict) -> None:
     """Remove PyTorch-only loading keywords from ``kwargs`` (in place), with one info line naming them."""
     ignored = sorted(k for k in kwargs if k in TORCH_ONLY_KWARGS)
@@ -63,6 +64,10 @@ def drop_torch_only_kwargs(owner: str, kwargs: dict) -> None:
         logger.info("%s.from_pretrained ignores the PyTorch-only arguments %s (JAX places and runs the weights "
                     "itself).", owner, ignored)
 
+
+# Private fields that change the computation (so equality, hashing and jit caches see them) but are never written to
+# config.json: ``_gradient_checkpointing`` (see fxformers.ops.remat).
+_RUNTIME_FIELDS = ("_gradient_checkpointing",)
 
 _PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
@@ -171,7 +176,7 @@ class PretrainedConfig:
     def __setattr__(self, name: str, value: Any) -> None:
         name = type(self).attribute_map.get(name, name)
         super().__setattr__(name, value)
-        if not name.startswith("_"):
+        if not name.startswith("_") or name in _RUNTIME_FIELDS:
             super().__setattr__("_hash", None)  # fields changed: recompute the content hash on next use
 
     def __getattr__(self, name: str) -> Any:  # only called when normal lookup fails
@@ -250,7 +255,8 @@ class PretrainedConfig:
         return cls.from_dict(config_dict, **overrides)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PretrainedConfig) and self.to_dict() == other.to_dict()
+        return isinstance(other, PretrainedConfig) and self.to_dict() == other.to_dict() and all(
+            self.__dict__.get(k) == other.__dict__.get(k) for k in _RUNTIME_FIELDS)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"
@@ -260,7 +266,7 @@ class PretrainedConfig:
     def __hash__(self) -> int:
         cached = self.__dict__.get("_hash")
         if cached is None:
-            public = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+            public = {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k in _RUNTIME_FIELDS}
             cached = hash(json.dumps(public, sort_keys=True, default=str))
             super().__setattr__("_hash", cached)
         return cached

@@ -12,7 +12,6 @@ feeds its own slice of the global batch (``shard_batch`` builds the global array
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Mapping, Optional
 
 import jax
@@ -20,25 +19,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ..convert import flatten
+from ..distributed import initialize_distributed  # noqa: F401  (re-exported: it used to live here)
 from ..sharding import FSDP, batch_sharding, batch_shards, create_mesh, replicated  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
 FSDP_MIN_SIZE = 2**14  # with fsdp_config={"min_num_params": n}: arrays smaller than n are not split over fsdp
-
-
-def initialize_distributed(**kwargs: Any) -> None:
-    """``jax.distributed.initialize`` once, when a multi-process launch is configured (``JAX_COORDINATOR_ADDRESS``,
-    SLURM or Open MPI variables) or keyword arguments are given; a no-op on a single process."""
-    global _distributed_initialized
-    if _distributed_initialized:
-        return
-    if kwargs or any(v in os.environ for v in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")):
-        jax.distributed.initialize(**kwargs)
-        _distributed_initialized = True
-
-
-_distributed_initialized = False
 
 
 def train_state_shardings(state: Any, params_sharding: Mapping[str, NamedSharding], mesh: Mesh,
@@ -90,6 +76,27 @@ def shard_batch(batch: dict, sharding: NamedSharding) -> dict:
     if jax.process_count() == 1:
         return jax.device_put(batch, sharding)
     return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def put_global(tree: Any, sharding: Any) -> Any:
+    """Host values that every process holds in full (the same on each) -> global jax arrays laid out by
+    ``sharding`` (one sharding, or a tree of them), each process giving only the pieces its own devices hold.
+
+    This is how the Trainer feeds a batch: every process collates the whole global batch (so all agree on its
+    padded shape), and each one uploads just its rows, whatever the mesh layout.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x: Any, s: Any) -> jax.Array:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:  # already global (a model on a mesh)
+            return jax.device_put(x, s)
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, s, lambda index: x[index])
+
+    if isinstance(sharding, jax.sharding.Sharding):
+        return jax.tree_util.tree_map(lambda x: put(x, sharding), tree)
+    return jax.tree_util.tree_map(put, tree, sharding)
 
 
 def check_divisible(global_batch: int, mesh: Mesh, what: str = "batch") -> None:

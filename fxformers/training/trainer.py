@@ -30,7 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..distributed import barrier
 from ..optimization import create_optimizer, freeze_union
+from ..sharding import gather_to_host
 from . import checkpointing
 from .collators import DataCollatorWithPadding, default_data_collator
 from ..sharding import batch_sharding, batch_shards
@@ -40,7 +42,7 @@ from .sharding import (
     flat_param_shardings,
     initialize_distributed,
     mesh_for_training,
-    shard_batch,
+    put_global,
     train_state_shardings,
 )
 from .callbacks import CallbackHandler, TrainerCallback, TrainerControl, TrainerState, default_callbacks
@@ -148,6 +150,8 @@ class TrainingArguments:
     metric_for_best_model: Optional[str] = None
     greater_is_better: Optional[bool] = None
     logging_dir: Optional[str] = None
+    gradient_checkpointing: bool = False
+    gradient_checkpointing_kwargs: Optional[dict] = None
 
     def __post_init__(self):
         self._check_best_model_and_precision()
@@ -364,17 +368,18 @@ class Trainer:
         return out
 
     def _train_batch(self, data: _Examples, position: int) -> dict:
-        """The host part of the global batch at stream ``position``: [B_local, ...] or [A, B_local, ...]."""
+        """The global batch at stream ``position`` on the host: [B, ...] or [A, B, ...].
+
+        Every process collates the whole global batch (the dataset is the same everywhere), so all agree on its
+        padded length and get the same collator output as a one-process run; ``put_global`` then uploads only the
+        rows each process's devices hold.
+        """
         accumulation = self.args.gradient_accumulation_steps
         global_batch = self.args.per_device_train_batch_size * self.num_devices
         indices = self._stream_indices(position, global_batch * accumulation, len(data))
-        indices = indices.reshape(accumulation, global_batch)
-        processes = jax.process_count()
-        local = global_batch // processes
-        indices = indices[:, jax.process_index() * local:(jax.process_index() + 1) * local].reshape(-1)
         batch = self._collate(data.rows(indices))
         if accumulation > 1:
-            batch = {k: v.reshape((accumulation, local) + v.shape[1:]) for k, v in batch.items()}
+            batch = {k: v.reshape((accumulation, global_batch) + v.shape[1:]) for k, v in batch.items()}
         return batch
 
     # -- setup ----------------------------------------------------------------------------------------------------
@@ -437,6 +442,8 @@ class Trainer:
         if len(data) == 0:
             raise ValueError("The train_dataset is empty.")
         total_steps = self._num_training_steps(len(data))
+        if args.gradient_checkpointing:  # as Transformers does: switched on the model for the rest of its life
+            self.model.gradient_checkpointing_enable(args.gradient_checkpointing_kwargs)
         tx, schedule = self.create_optimizer_and_scheduler(total_steps)
         state, shardings = self._fresh_state(tx)
 
@@ -478,7 +485,7 @@ class Trainer:
         try:
             while step < total_steps and not self.control.should_training_stop:
                 self._event("on_step_begin")
-                state, metrics = train_step(state, shard_batch(next_batch, data_sharding))
+                state, metrics = train_step(state, put_global(next_batch, data_sharding))
                 previous_epoch = position // n
                 position += global_batch * accumulation
                 step += 1
@@ -525,7 +532,7 @@ class Trainer:
         if args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
             state = self.train_state = self._load_best(state, shardings)
         self._log(metrics)
-        self.model.params = state.params
+        self.model.params = self._usable_params(state.params)
         self._event("on_train_end")
         return TrainOutput(step, metrics["train_loss"], metrics)
 
@@ -552,6 +559,13 @@ class Trainer:
         logger.info("Loading best model from %s (score: %s).", best, self.state.best_metric)
         restored, _ = checkpointing.load_checkpoint(best, state, shardings)
         return state.replace(params=restored.params)
+
+    def _usable_params(self, params: Any) -> Any:
+        """The trained params as the model keeps them: as they are on one process (or for a model placed on a mesh),
+        else gathered tensor by tensor into this process's memory, so ``model(...)`` works on every process."""
+        if jax.process_count() == 1 or getattr(self.model, "mesh", None) is not None:
+            return params
+        return jax.tree_util.tree_map(lambda x: jnp.asarray(gather_to_host(x)), params)
 
     def _save_checkpoint(self, state: TrainState, epoch: float, total_steps: int, new_best: bool = False) -> Path:
         a = self.args
@@ -585,7 +599,6 @@ class Trainer:
                                              shift_labels=_is_causal_lm(self.model))
         size = self.args.per_device_eval_batch_size * self.num_devices
         sharding = batch_sharding(self.mesh)
-        processes, local = jax.process_count(), size // max(1, jax.process_count())
         predictions: dict[str, list] = {}
         labels: dict[str, list] = {}
         loss_sum, loss_count = 0.0, 0
@@ -598,10 +611,7 @@ class Trainer:
             for name in self.label_names:  # padded rows: ignored labels where the loss allows it
                 if name in batch and np.issubdtype(batch[name].dtype, np.integer) and real < size:
                     batch[name][real:] = -100
-            host = batch
-            if processes > 1:
-                host = {k: v[jax.process_index() * local:(jax.process_index() + 1) * local] for k, v in batch.items()}
-            out = self._prediction_step(params, host, sharding)
+            out = self._prediction_step(params, batch, sharding)
             if "loss" in out and np.isfinite(out["loss"]):
                 loss_sum += float(out["loss"]) * real
                 loss_count += real
@@ -627,7 +637,7 @@ class Trainer:
 
     def _prediction_step(self, params: Any, batch: dict, sharding: Any) -> dict:
         """One evaluation batch -> {"loss": ..., <prediction fields>} as host arrays (Seq2SeqTrainer extends it)."""
-        return _gather(self._eval_step(params, shard_batch(batch, sharding)))
+        return _gather(self._eval_step(params, put_global(batch, sharding)))
 
     def evaluate(self, eval_dataset: Any = None, metric_key_prefix: str = "eval") -> dict:
         """Loss (when labelled) and ``compute_metrics`` over ``eval_dataset``, keys prefixed ``eval_``; logged."""
@@ -649,10 +659,22 @@ class Trainer:
         """Write the model (and tokenizer) with ``save_pretrained`` so that ``from_pretrained`` in fxformers or
         PyTorch transformers loads it."""
         output_dir = output_dir or self.args.output_dir
-        if self.train_state is not None:
-            self.model.params = self.train_state.params
-        if jax.process_index() != 0:
+        params = self.train_state.params if self.train_state is not None else self.model.params
+        if jax.process_count() > 1:
+            # every process joins the gathers (one tensor at a time), process 0 writes, the others wait for it
+            host = jax.tree_util.tree_map(gather_to_host, params)
+            if jax.process_index() == 0:
+                kept, self.model.params = self.model.params, host
+                try:
+                    self._write_model(output_dir)
+                finally:
+                    self.model.params = kept
+            barrier(f"fxformers-save-model-{self.global_step}")
             return
+        self.model.params = params
+        self._write_model(output_dir)
+
+    def _write_model(self, output_dir: str) -> None:
         self.model.save_pretrained(output_dir)
         if self.processing_class is not None and hasattr(self.processing_class, "save_pretrained"):
             self.processing_class.save_pretrained(output_dir)

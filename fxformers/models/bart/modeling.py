@@ -23,6 +23,7 @@ from ...losses import cross_entropy, sequence_classification_loss
 from ...ops.activations import get_activation
 from ...ops.attention import dot_product_attention
 from ...ops.masks import causal_mask, combine, padding_mask
+from ...ops.remat import maybe_remat
 from ...outputs import Seq2SeqLMOutput, Seq2SeqModelOutput, Seq2SeqSequenceClassifierOutput, BaseModelOutput
 
 POSITION_OFFSET = 2  # BART's learned position table has 2 extra leading rows (a fairseq legacy)
@@ -164,7 +165,7 @@ class BartEncoder(nn.Module):
         self.embed_positions = nn.Embed(c.max_position_embeddings + POSITION_OFFSET, c.d_model, dtype=self.dtype,
                                         embedding_init=nn.initializers.normal(c.init_std))
         self.layernorm_embedding = layer_norm(self.dtype)
-        self.layers = [self.layer_class(c, self.dtype) for _ in range(c.encoder_layers)]
+        self.layers = [maybe_remat(self.layer_class, c)(c, self.dtype) for _ in range(c.encoder_layers)]
         self.dropout = nn.Dropout(c.dropout)
 
     def finish(self, x):
@@ -195,7 +196,7 @@ class BartDecoder(nn.Module):
         self.embed_positions = nn.Embed(c.max_position_embeddings + POSITION_OFFSET, c.d_model, dtype=self.dtype,
                                         embedding_init=nn.initializers.normal(c.init_std))
         self.layernorm_embedding = layer_norm(self.dtype)
-        self.layers = [self.layer_class(c, self.dtype) for _ in range(c.decoder_layers)]
+        self.layers = [maybe_remat(self.layer_class, c)(c, self.dtype) for _ in range(c.decoder_layers)]
         self.dropout = nn.Dropout(c.dropout)
 
     def finish(self, x):

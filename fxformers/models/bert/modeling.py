@@ -16,6 +16,7 @@ from ...ops.activations import get_activation
 from ...ops.attention import dot_product_attention
 from ...ops.masks import padding_mask
 from ...ops.unpadding import Packing
+from ...ops.remat import maybe_remat
 from ...outputs import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
@@ -143,7 +144,8 @@ class BertEncoder(nn.Module):
     layer_class: ClassVar[type] = BertLayer
 
     def setup(self):
-        self.layer = [self.layer_class(self.config, self.dtype) for _ in range(self.config.num_hidden_layers)]
+        layer = maybe_remat(self.layer_class, self.config)
+        self.layer = [layer(self.config, self.dtype) for _ in range(self.config.num_hidden_layers)]
 
     def __call__(self, x, mask, deterministic=True, output_attentions=False, output_hidden_states=False, packing=None):
         return run_layers(self.layer, x, mask, deterministic, output_attentions, output_hidden_states, packing)

@@ -16,6 +16,7 @@ from ...modeling import PreTrainedModel
 from ...ops.activations import get_activation
 from ...ops.masks import padding_mask
 from ...ops.unpadding import Packing
+from ...ops.remat import maybe_remat
 from ...outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -126,7 +127,7 @@ class Transformer(nn.Module):
     dtype: Any = jnp.float32
 
     def setup(self):
-        self.layer = [TransformerBlock(self.config, self.dtype) for _ in range(self.config.n_layers)]
+        self.layer = [maybe_remat(TransformerBlock, self.config)(self.config, self.dtype) for _ in range(self.config.n_layers)]
 
     def __call__(self, x, mask, deterministic=True, output_attentions=False, output_hidden_states=False, packing=None):
         return BaseModelOutput(*run_layers(self.layer, x, mask, deterministic, output_attentions, output_hidden_states, packing))

@@ -17,6 +17,7 @@ from ...modeling import PreTrainedModel
 from ...ops.activations import get_activation
 from ...ops.attention import dot_product_attention
 from ...ops.kv_cache import decoder_mask, update_layer_cache
+from ...ops.remat import maybe_remat
 from ...outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast
 from . import convert as _convert
 from .configuration import GPT2Config
@@ -105,7 +106,7 @@ class GPT2Module(nn.Module):
         self.wte = nn.Embed(c.vocab_size, c.n_embd, dtype=self.dtype, embedding_init=init)
         self.wpe = nn.Embed(c.n_positions, c.n_embd, dtype=self.dtype, embedding_init=init)
         self.drop = nn.Dropout(c.embd_pdrop)
-        self.h = [GPT2Block(c, i, self.dtype) for i in range(c.n_layer)]
+        self.h = [maybe_remat(GPT2Block, c)(c, i, self.dtype) for i in range(c.n_layer)]
         self.ln_f = nn.LayerNorm(epsilon=c.layer_norm_epsilon, dtype=self.dtype)
 
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, cache=None,

@@ -20,6 +20,7 @@ from ...ops.activations import get_activation
 from ...ops.attention import dot_product_attention
 from ...ops.kv_cache import decoder_mask, update_layer_cache
 from ...ops.norms import RMSNorm
+from ...ops.remat import maybe_remat
 from ...ops.rotary import apply_rotary, cos_sin, rotary_dim
 from ...outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from . import convert as _convert
@@ -109,7 +110,7 @@ class LlamaModule(nn.Module):
         self.embed_tokens = nn.Embed(
             c.vocab_size, c.hidden_size, dtype=self.dtype, embedding_init=nn.initializers.normal(c.initializer_range)
         )
-        self.layers = [LlamaDecoderLayer(c, i, self.dtype) for i in range(c.num_hidden_layers)]
+        self.layers = [maybe_remat(LlamaDecoderLayer, c)(c, i, self.dtype) for i in range(c.num_hidden_layers)]
         self.norm = RMSNorm(c.rms_norm_eps, self.dtype)
 
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, cache=None,

@@ -23,6 +23,7 @@ from ...losses import cross_entropy
 from ...ops.activations import get_activation
 from ...ops.attention import dot_product_attention
 from ...ops.masks import causal_mask, combine, padding_mask
+from ...ops.remat import maybe_remat
 from ...outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 
@@ -264,7 +265,7 @@ class T5Stack(nn.Module):
     def setup(self):
         c = self.config
         n = c.num_decoder_layers if self.is_decoder else c.num_layers
-        self.block = [T5Block(c, self.is_decoder, i == 0, self.dtype) for i in range(n)]
+        self.block = [maybe_remat(T5Block, c)(c, self.is_decoder, i == 0, self.dtype) for i in range(n)]
         self.final_layer_norm = T5LayerNorm(c, self.dtype)
         self.dropout = nn.Dropout(c.dropout_rate)
 
