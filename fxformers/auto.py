@@ -73,6 +73,16 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForSeq2SeqLM": "MBartForConditionalGeneration",
         "AutoModelForSequenceClassification": "MBartForSequenceClassification",
     }),
+    "mixtral": ("mixtral", "MixtralConfig", {
+        "AutoModel": "MixtralModel",
+        "AutoModelForCausalLM": "MixtralForCausalLM",
+        "AutoModelForSequenceClassification": "MixtralForSequenceClassification",
+    }),
+    "qwen3_moe": ("qwen3_moe", "Qwen3MoeConfig", {
+        "AutoModel": "Qwen3MoeModel",
+        "AutoModelForCausalLM": "Qwen3MoeForCausalLM",
+        "AutoModelForSequenceClassification": "Qwen3MoeForSequenceClassification",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")

@@ -42,13 +42,19 @@ class LlamaAttention(nn.Module):
         self.k_proj = dense(c, c.num_key_value_heads * h, c.qkv_bias(), self.dtype)
         self.v_proj = dense(c, c.num_key_value_heads * h, c.qkv_bias(), self.dtype)
         self.o_proj = dense(c, c.hidden_size, c.o_bias(), self.dtype)
+        if c.qk_norm():
+            self.q_norm = RMSNorm(c.rms_norm_eps, self.dtype)
+            self.k_norm = RMSNorm(c.rms_norm_eps, self.dtype)
 
     def __call__(self, x, cos, sin, key_mask, cache, cache_index, deterministic, output_attentions):
         c = self.config
         b, t, _ = x.shape
         n, k, h = c.num_attention_heads, c.num_key_value_heads, c.head_dim
-        q = apply_rotary(self.q_proj(x).reshape(b, t, n, h), cos, sin)  # [B, T, N, H]
-        key = apply_rotary(self.k_proj(x).reshape(b, t, k, h), cos, sin)  # [B, T, K, H]
+        q = self.q_proj(x).reshape(b, t, n, h)  # [B, T, N, H]
+        key = self.k_proj(x).reshape(b, t, k, h)  # [B, T, K, H]
+        if c.qk_norm():
+            q, key = self.q_norm(q), self.k_norm(key)
+        q, key = apply_rotary(q, cos, sin), apply_rotary(key, cos, sin)
         value = self.v_proj(x).reshape(b, t, k, h)  # [B, T, K, H]
         if cache is not None:
             cache = update_layer_cache(cache, key, value, cache_index)
