@@ -83,6 +83,11 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForCausalLM": "Qwen3MoeForCausalLM",
         "AutoModelForSequenceClassification": "Qwen3MoeForSequenceClassification",
     }),
+    "phi3": ("phi3", "Phi3Config", {
+        "AutoModel": "Phi3Model",
+        "AutoModelForCausalLM": "Phi3ForCausalLM",
+        "AutoModelForSequenceClassification": "Phi3ForSequenceClassification",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")

@@ -8,7 +8,7 @@ sliding window of each layer), so one set of modules serves them all.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import jax.numpy as jnp
 from flax import linen as nn
@@ -150,13 +150,14 @@ class LlamaModule(nn.Module):
 class LlamaForCausalLMModule(nn.Module):
     config: Any
     dtype: Any = jnp.float32
+    base_module: ClassVar[type[nn.Module]] = LlamaModule  # the bare decoder (a family's variant of LlamaModule)
 
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
                  cache=None, cache_index=None, only_last_logits=False, deterministic=True, output_attentions=False,
                  output_hidden_states=False):
         c = self.config
-        out = LlamaModule(c, self.dtype, name="model")(
+        out = self.base_module(c, self.dtype, name="model")(
             input_ids, attention_mask, position_ids, inputs_embeds, cache, cache_index, deterministic,
             output_attentions, output_hidden_states,
         )
