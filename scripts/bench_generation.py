@@ -36,10 +36,30 @@ SHAPES = {
     # a reduced Llama shape for CPU runs
     "llama-small": dict(kind="llama", vocab_size=32000, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
                         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=2048),
+    # issue 14's families: reduced shapes for CPU, ~1-2B shapes for GPU (8 experts top-2 / 32 experts top-4)
+    "mixtral-small": dict(kind="mixtral", vocab_size=32000, hidden_size=512, intermediate_size=704, num_hidden_layers=4,
+                          num_attention_heads=8, num_key_value_heads=2, num_local_experts=8, num_experts_per_tok=2),
+    "mixtral-1b": dict(kind="mixtral", vocab_size=32000, hidden_size=1024, intermediate_size=2048,
+                       num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4, num_local_experts=8,
+                       num_experts_per_tok=2),
+    "qwen3moe-small": dict(kind="qwen3_moe", vocab_size=32000, hidden_size=512, intermediate_size=1408,
+                           moe_intermediate_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
+                           head_dim=64, num_experts=16, num_experts_per_tok=4, norm_topk_prob=True),
+    "qwen3moe-1b": dict(kind="qwen3_moe", vocab_size=151936, hidden_size=1024, intermediate_size=3072,
+                        moe_intermediate_size=384, num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4,
+                        head_dim=128, num_experts=32, num_experts_per_tok=4, norm_topk_prob=True),
+    "phi3-small": dict(kind="phi3", vocab_size=32064, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
+                       num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048),
+    "phi3-mini": dict(kind="phi3", vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                      num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096),
 }
 PRESETS = {
     "cpu": dict(models=["gpt2", "llama-small"], batch_sizes=[1, 4], prompt_len=16, new_tokens=16, repeats=2),
     "gpu": dict(models=["gpt2", "llama-1b"], batch_sizes=[1, 32], prompt_len=32, new_tokens=256, repeats=3),
+    "families-cpu": dict(models=["mixtral-small", "qwen3moe-small", "phi3-small"], batch_sizes=[1, 4], prompt_len=16,
+                         new_tokens=16, repeats=2),
+    "families-gpu": dict(models=["mixtral-1b", "qwen3moe-1b", "phi3-mini"], batch_sizes=[1, 32], prompt_len=32,
+                         new_tokens=256, repeats=3),
 }
 
 
@@ -56,8 +76,9 @@ def build(name: str, dtype: str, folder: str):
         config = transformers.GPT2Config(**spec, **common)
         tm = transformers.GPT2LMHeadModel(config)
     else:
-        config = transformers.LlamaConfig(**spec, **common)
-        tm = transformers.LlamaForCausalLM(config)
+        config_class = {"llama": transformers.LlamaConfig, "mixtral": transformers.MixtralConfig,
+                        "qwen3_moe": transformers.Qwen3MoeConfig, "phi3": transformers.Phi3Config}[kind]
+        tm = transformers.AutoModelForCausalLM.from_config(config_class(**spec, **common))
     tm.eval()
     tm.save_pretrained(folder)
     device = "cuda" if torch.cuda.is_available() else "cpu"
