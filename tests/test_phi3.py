@@ -31,6 +31,9 @@ CASES = {
     "longrope-long": dict(rope_parameters=LONGROPE, original_max_position_embeddings=6, sliding_window=5),
     # generation stays within the original 32: short factors throughout
     "longrope-short": dict(rope_parameters=LONGROPE, original_max_position_embeddings=32),
+    # a 9-column prompt generating past the original 10: Transformers re-encodes everything at the crossing
+    "longrope-crossing": dict(rope_parameters=dict(LONGROPE, long_factor=[4.0, 20.0, 60.0]),
+                              original_max_position_embeddings=10),
 }
 
 
@@ -82,6 +85,16 @@ def test_longrope_switches_factors_with_the_longest_position(checkpoints):
     # so only the rope regime (long factors once position 6 exists) tells them apart
     assert rel_err(fm(long_ids, attention_mask=long_mask).logits[:, :6], fm(short_ids, attention_mask=short_mask).logits,
                    short_mask == 1) > 1e-3
+
+
+def test_beam_search_across_the_original_length_reencodes_like_transformers(checkpoints):
+    """Beam search crossing original_max_position_embeddings: the cache is rebuilt with the long factors once, at the
+    same step as Transformers (greedy is covered by test_logits_and_greedy_generation_match)."""
+    tm, folder = checkpoints("longrope-crossing")
+    fm = fxformers.AutoModelForCausalLM.from_pretrained(folder)
+    ids, mask = left_padded_batch(VOCAB, PAD)
+    beam = torch_generate(tm, ids, mask, max_new_tokens=6, do_sample=False, num_beams=3)
+    np.testing.assert_array_equal(np.asarray(fm.generate(ids, attention_mask=mask, max_new_tokens=6, num_beams=3)), beam)
 
 
 def test_legacy_su_rope_scaling_spelling(tmp_path, checkpoints):

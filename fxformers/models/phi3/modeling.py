@@ -1,19 +1,26 @@
 """Phi-3: the Llama modules (q/k/v and gate/up kernels are the checkpoint's fused projections, split on load) with
 dropout on both residual branches (``resid_pdrop``), partial rotary and LongRoPE from the config.
 
-Shapes: B batch, T length, D hidden size. Generation note: Transformers drops the KV cache and re-encodes the whole
-sequence once, at the step where a generated sequence grows past ``original_max_position_embeddings`` under
-LongRoPE; fxformers keeps its cache, so tokens generated after that crossing can differ (the forward pass itself
-switches between short and long factors exactly as Transformers does).
+Shapes: B batch, T length, L cache slots, D hidden size, V vocabulary.
+
+Generation under LongRoPE: Transformers drops the KV cache and re-encodes the whole sequence once, at the step where
+the sequence grows past ``original_max_position_embeddings`` (``Phi3ForCausalLM.prepare_inputs_for_generation``), so
+that every cached key is recomputed with the long factors. ``Phi3ForCausalLM.generation_step`` does the same inside
+the compiled loop (a ``lax.cond`` between the one-token step and a full re-encode of the token history).
 """
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from ...generation.decoder_only import DecoderOnlyGenerationMixin
+from ...ops.kv_cache import positions_from_mask
 from ...ops.norms import RMSNorm
+from ...ops.rotary import rope_parameters
 from ..decoder_heads import DecoderForSequenceClassificationModule, SequenceClassificationMixin
 from ..llama.modeling import LlamaDecoderLayer, LlamaForCausalLMModule, LlamaModule, LlamaPreTrainedModel
 from . import convert as _convert
@@ -73,10 +80,52 @@ class Phi3Model(Phi3PreTrainedModel):
 
 class Phi3ForCausalLM(DecoderOnlyGenerationMixin, Phi3PreTrainedModel):
     module_class = Phi3ForCausalLMModule
+    needs_prompt_offset = True  # the generation loop passes the caller's prompt offset in the (bucketed) cache
 
     @classmethod
     def conversion_table(cls, config):
         return _convert.causal_lm_table(config)
+
+    def _reencode_length(self) -> Optional[int]:
+        """The sequence length past which the cache is rebuilt (LongRoPE only; other ropes give the same keys)."""
+        p = rope_parameters(self.config)
+        return p["original_max_position_embeddings"] if p["rope_type"] == "longrope" else None
+
+    def prepare_generation(self, params: Any, input_ids, attention_mask, max_length: int, prompt_offset=0):
+        logits, state = super().prepare_generation(params, input_ids, attention_mask, max_length)
+        original = self._reencode_length()
+        if original is not None and max_length > original:  # the crossing can happen: keep the token history
+            b, t = input_ids.shape
+            state["tokens"] = jnp.zeros((b, max_length), jnp.int32).at[:, :t].set(input_ids.astype(jnp.int32))  # [B, L]
+            state["offset"] = jnp.full((b,), prompt_offset, jnp.int32)  # per row, so beam reordering carries it
+        return logits, state
+
+    def generation_step(self, params: Any, state: dict, tokens):
+        if "tokens" not in state:
+            return super().generation_step(params, state, tokens)
+        index = state["index"][0]
+        zero = jnp.zeros((), jnp.int32)
+        history = jax.lax.dynamic_update_slice(state["tokens"], tokens[:, None].astype(jnp.int32), (zero, index))
+        base = {k: state[k] for k in ("cache", "mask", "position", "index")}
+
+        def reencode(st):
+            b, length = history.shape
+            mask = jax.lax.dynamic_update_slice(st["mask"], jnp.ones((b, 1), jnp.int32), (zero, index))  # [B, L]
+            out = self.module.apply(
+                {"params": params}, history, attention_mask=mask, position_ids=positions_from_mask(mask),
+                cache=self.init_cache(b, length), cache_index=zero, only_last_logits=False,
+            )
+            logits = jax.lax.dynamic_index_in_dim(out.logits, index, axis=1, keepdims=False)  # [B, V]
+            new = {"cache": out.past_key_values, "mask": mask, "position": st["position"] + 1, "index": st["index"] + 1}
+            return logits.astype(jnp.float32), new
+
+        # slot `index` holds user position index - offset; Transformers re-encodes when its input reaches
+        # original + 1 tokens with at most `original` of them cached, i.e. when this token sits at user slot `original`
+        crossing = index - state["offset"][0] == self._reencode_length()
+        logits, new = jax.lax.cond(
+            crossing, reencode, lambda st: DecoderOnlyGenerationMixin.generation_step(self, params, st, tokens), base
+        )
+        return logits, {**new, "tokens": history, "offset": state["offset"]}
 
 
 class Phi3ForSequenceClassification(SequenceClassificationMixin, Phi3PreTrainedModel):
