@@ -89,9 +89,16 @@ class GroupRule:
     def __post_init__(self):
         object.__setattr__(self, "_pt_re", [_template_regex(t, ".") for t in self.pt])
         object.__setattr__(self, "_flax_re", [_template_regex(t, "/") for t in self.flax])
+        # one alternation over every member, without named groups: a single test rejects the keys of other rules
+        any_of = lambda templates: re.compile("|".join(  # noqa: E731
+            "(?:" + re.sub(r"\(\?P<\w+>", "(", _template_regex(t, ".").pattern) + ")" for t in templates))
+        object.__setattr__(self, "_pt_any", any_of(self.pt))
+        object.__setattr__(self, "_flax_any", any_of(self.flax))
 
     @staticmethod
-    def _match(regexes, key: str) -> Optional[tuple[tuple, int]]:
+    def _match(regexes, key: str, any_member: re.Pattern) -> Optional[tuple[tuple, int]]:
+        if not any_member.fullmatch(key):
+            return None
         for member, regex in enumerate(regexes):
             m = regex.fullmatch(key)
             if m:
@@ -100,10 +107,10 @@ class GroupRule:
 
     def match_pt(self, key: str) -> Optional[tuple[tuple, int]]:
         """(placeholder binding, member index) of a PyTorch key, or None."""
-        return self._match(self._pt_re, key)
+        return self._match(self._pt_re, key, self._pt_any)
 
     def match_flax(self, path: str) -> Optional[tuple[tuple, int]]:
-        return self._match(self._flax_re, path)
+        return self._match(self._flax_re, path, self._flax_any)
 
     def pt_keys(self, binding: tuple) -> list[str]:
         return [t.format(**dict(binding)) for t in self.pt]

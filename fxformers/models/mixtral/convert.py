@@ -69,10 +69,13 @@ def partition_rules(config) -> tuple:
         (r"embed_tokens/embedding$", VOCAB),
         (r"self_attn/(q|k|v)_proj/kernel$", COLUMN),
         (r"self_attn/o_proj/kernel$", ROW),
-        (r"mlp/experts/(gate|up)_proj$", EXPERTS_IN),
-        (r"mlp/experts/down_proj$", EXPERTS_OUT),
-        (r"mlp/gate/kernel$", REPLICATED),  # the router [D, E] is small; every device routes its own tokens
     ]
+    if any(config.is_sparse_layer(i) for i in range(config.num_hidden_layers)):
+        rules += [
+            (r"mlp/experts/(gate|up)_proj$", EXPERTS_IN),
+            (r"mlp/experts/down_proj$", EXPERTS_OUT),
+            (r"mlp/gate/kernel$", REPLICATED),  # the router [D, E] is small; every device routes its own tokens
+        ]
     if any(not config.is_sparse_layer(i) for i in range(config.num_hidden_layers)):
         rules += [(r"mlp/(gate|up)_proj/kernel$", COLUMN), (r"mlp/down_proj/kernel$", ROW)]
     if config.qkv_bias():

@@ -7,15 +7,14 @@ from ..mixtral.convert import partition_rules as partition_rules  # one MoE tabl
 
 
 def base_table(config) -> ConversionTable:
-    rules = embedding("embed_tokens", "embed_tokens") + [Rule("norm.weight", "norm/weight")]
-    for i in range(config.num_hidden_layers):
-        pt, fx = f"layers.{i}.", f"layers_{i}/"
-        rules += attention_rules(config, pt, fx)
-        if config.is_sparse_layer(i):
-            rules += moe_rules(config, pt + "mlp", "gate_proj", "up_proj", "down_proj", fx + "mlp/")
-        else:
-            rules += [r for name in ("gate_proj", "up_proj", "down_proj")
-                      for r in linear(pt + "mlp." + name, fx + "mlp/" + name, bias=False)]
+    """One rule per weight kind with a layer placeholder: a layer's params decide which kinds it holds."""
+    layers = range(config.num_hidden_layers)
+    rules = embedding("embed_tokens", "embed_tokens") + [Rule("norm.weight", "norm/weight")] + attention_rules(config)
+    if any(config.is_sparse_layer(i) for i in layers):
+        rules += moe_rules(config, "layers.{i}.mlp", "gate_proj", "up_proj", "down_proj")
+    if not all(config.is_sparse_layer(i) for i in layers):
+        rules += [r for name in ("gate_proj", "up_proj", "down_proj")
+                  for r in linear(f"layers.{{i}}.mlp.{name}", f"layers_{{i}}/mlp/{name}", bias=False)]
     return ConversionTable(rules, BUFFERS)
 
 
