@@ -87,7 +87,7 @@ def right_padded_batch():
     return ids[:, ::-1].copy(), mask[:, ::-1].copy()
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", ["mixtral-top2-gqa-window", "qwen3moe-top1-dense-layer-window", "qwen3moe-step2-bias"])
 def test_loss_includes_the_load_balancing_loss(checkpoints, case):
     tm, folder = checkpoints(case)
     fm = fxformers.AutoModelForCausalLM.from_pretrained(folder)
