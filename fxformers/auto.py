@@ -136,6 +136,21 @@ REGISTRY: dict[str, tuple[str, str, dict[str, str]]] = {
         "AutoModelForMaskedLM": "ModernBertForMaskedLM",
         "AutoModelForMultipleChoice": "ModernBertForMultipleChoice",
     }),
+    "mixtral": ("mixtral", "MixtralConfig", {
+        "AutoModel": "MixtralModel",
+        "AutoModelForCausalLM": "MixtralForCausalLM",
+        "AutoModelForSequenceClassification": "MixtralForSequenceClassification",
+    }),
+    "qwen3_moe": ("qwen3_moe", "Qwen3MoeConfig", {
+        "AutoModel": "Qwen3MoeModel",
+        "AutoModelForCausalLM": "Qwen3MoeForCausalLM",
+        "AutoModelForSequenceClassification": "Qwen3MoeForSequenceClassification",
+    }),
+    "phi3": ("phi3", "Phi3Config", {
+        "AutoModel": "Phi3Model",
+        "AutoModelForCausalLM": "Phi3ForCausalLM",
+        "AutoModelForSequenceClassification": "Phi3ForSequenceClassification",
+    }),
 }
 
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only")

@@ -141,3 +141,21 @@ class Seq2SeqLMOutput(ModelOutput):
 
 class Seq2SeqSequenceClassifierOutput(Seq2SeqLMOutput):
     pass
+
+
+class MoeModelOutputWithPast(ModelOutput):
+    last_hidden_state: Any = None
+    past_key_values: Any = None
+    hidden_states: Optional[tuple] = None
+    attentions: Optional[tuple] = None
+    router_logits: Optional[tuple] = None  # one [B*T, E] array per sparse layer
+
+
+class MoeCausalLMOutputWithPast(ModelOutput):
+    loss: Any = None
+    aux_loss: Any = None
+    logits: Any = None
+    past_key_values: Any = None
+    hidden_states: Optional[tuple] = None
+    attentions: Optional[tuple] = None
+    router_logits: Optional[tuple] = None

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ALL_SECTIONS = ("encoder", "tokenizers", "generation", "seq2seq", "training", "first_call")
+ALL_SECTIONS = ("encoder", "tokenizers", "generation", "seq2seq", "training", "first_call", "families")
 
 # Other owners' scripts, and the size flags passed to them (a script's own --quick, when it has one, wins in
 # quick mode). "cpu" is the full run on CPU, "gpu" the issue's shapes.
@@ -50,6 +50,7 @@ SECTION_SCRIPTS = {
     "seq2seq": "bench_seq2seq.py",
     "training": "bench_training.py",
     "first_call": "bench_first_call.py",  # quickstart in fresh processes (cold/warm cache), padding=True loop
+    "families": "bench_generation.py",  # issue 14's decoder families (Mixtral, Qwen3-MoE, Phi-3): generate() side by side
 }
 SECTION_SIZE_ARGS = {
     "tokenizers": {"quick": ["--sentences", "2000", "--repeats", "2"], "cpu": ["--sentences", "10000", "--repeats", "3"],
@@ -62,6 +63,8 @@ SECTION_SIZE_ARGS = {
                  "cpu": ["--size", "mini", "--batch", "8", "--seq", "128", "--steps", "10"],
                  "gpu": ["--size", "base", "--batch", "32", "--seq", "128", "--dtype", "bf16", "--steps", "20",
                          "--peak-tflops", "989"]},
+    "families": {"quick": ["--preset", "families-cpu", "--batch-sizes", "1", "--repeats", "1"],
+                 "cpu": ["--preset", "families-cpu"], "gpu": ["--preset", "families-gpu", "--dtype", "bfloat16"]},
 }
 
 # The issue's targets (fxformers / transformers, same run, same hardware).

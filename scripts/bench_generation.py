@@ -56,12 +56,32 @@ SHAPES = {
                        num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
                        max_position_embeddings=40960, tie_word_embeddings=True,
                        rope_parameters=dict(rope_type="default", rope_theta=1000000.0)),
+    # issue 14's families: reduced shapes for CPU, ~1-2B shapes for GPU (8 experts top-2 / 32 experts top-4)
+    "mixtral-small": dict(kind="MixtralConfig", vocab_size=32000, hidden_size=512, intermediate_size=704, num_hidden_layers=4,
+                          num_attention_heads=8, num_key_value_heads=2, num_local_experts=8, num_experts_per_tok=2),
+    "mixtral-1b": dict(kind="MixtralConfig", vocab_size=32000, hidden_size=1024, intermediate_size=2048,
+                       num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4, num_local_experts=8,
+                       num_experts_per_tok=2),
+    "qwen3moe-small": dict(kind="Qwen3MoeConfig", vocab_size=32000, hidden_size=512, intermediate_size=1408,
+                           moe_intermediate_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
+                           head_dim=64, num_experts=16, num_experts_per_tok=4, norm_topk_prob=True),
+    "qwen3moe-1b": dict(kind="Qwen3MoeConfig", vocab_size=151936, hidden_size=1024, intermediate_size=3072,
+                        moe_intermediate_size=384, num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4,
+                        head_dim=128, num_experts=32, num_experts_per_tok=4, norm_topk_prob=True),
+    "phi3-small": dict(kind="Phi3Config", vocab_size=32064, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
+                       num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048),
+    "phi3-mini": dict(kind="Phi3Config", vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                      num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096),
 }
 PRESETS = {
     "cpu": dict(models=["gpt2", "llama-small", "gemma-small", "gemma2-small", "gemma3-small", "qwen3-small"],
                 batch_sizes=[1, 4], prompt_len=16, new_tokens=16, repeats=2),
     "gpu": dict(models=["gpt2", "llama-1b", "gemma3-1b", "qwen3-0.6b"], batch_sizes=[1, 32], prompt_len=32,
                 new_tokens=256, repeats=3),
+    "families-cpu": dict(models=["mixtral-small", "qwen3moe-small", "phi3-small"], batch_sizes=[1, 4], prompt_len=16,
+                         new_tokens=16, repeats=2),
+    "families-gpu": dict(models=["mixtral-1b", "qwen3moe-1b", "phi3-mini"], batch_sizes=[1, 32], prompt_len=32,
+                         new_tokens=256, repeats=3),
 }
 
 
@@ -81,8 +101,7 @@ def build(name: str, dtype: str, folder: str):
         config = getattr(transformers, kind)(**spec, **common)
         tm = transformers.AutoModelForCausalLM.from_config(config)
     else:
-        config = transformers.LlamaConfig(**spec, **common)
-        tm = transformers.LlamaForCausalLM(config)
+        tm = transformers.LlamaForCausalLM(transformers.LlamaConfig(**spec, **common))
     tm.eval()
     tm.save_pretrained(folder)
     device = "cuda" if torch.cuda.is_available() else "cpu"

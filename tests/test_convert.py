@@ -113,3 +113,42 @@ def test_uncovered_parameters_are_named_on_save():
 def test_flatten_unflatten_inverse():
     tree = {"a": {"b": {"c": 1}, "d": 2}, "e": 3}
     assert unflatten(flatten(tree)) == tree
+
+
+def test_group_rules_split_fused_and_stack_per_expert_weights_both_ways():
+    """fused_linear (one key <-> several kernels) and stacked_linears (several keys <-> one stacked kernel)."""
+    from fxformers.convert import fused_linear, stacked_linears
+
+    table = ConversionTable(
+        fused_linear("layers.{i}.qkv", ["layers_{i}/q", "layers_{i}/k", "layers_{i}/v"], (4, 2, 2), bias=True)
+        + stacked_linears("layers.{i}.experts.{e}.w1", 3, "layers_{i}/experts/w1")
+    )
+    rng = np.random.RandomState(0)
+    sd = {}
+    for i in range(2):
+        sd[f"layers.{i}.qkv.weight"] = rng.randn(8, 5).astype(np.float32)
+        sd[f"layers.{i}.qkv.bias"] = rng.randn(8).astype(np.float32)
+        for e in range(3):
+            sd[f"layers.{i}.experts.{e}.w1.weight"] = rng.randn(6, 5).astype(np.float32)
+    target = {}
+    for i in range(2):
+        for name, n in (("q", 4), ("k", 2), ("v", 2)):
+            target[f"layers_{i}/{name}/kernel"] = jax.ShapeDtypeStruct((5, n), np.float32)
+            target[f"layers_{i}/{name}/bias"] = jax.ShapeDtypeStruct((n,), np.float32)
+        target[f"layers_{i}/experts/w1"] = jax.ShapeDtypeStruct((3, 5, 6), np.float32)
+    filled, report = pytorch_to_flax(table, sd, target)
+    assert not report.missing and not report.unexpected and not report.mismatched
+    np.testing.assert_array_equal(filled["layers_1/k/kernel"], sd["layers.1.qkv.weight"][4:6].T)
+    np.testing.assert_array_equal(filled["layers_0/experts/w1"][2], sd["layers.0.experts.2.w1.weight"].T)
+    back = flax_to_pytorch(table, filled)
+    assert back.keys() == sd.keys()
+    for key in sd:
+        np.testing.assert_array_equal(back[key], sd[key])
+    # an expert missing from the checkpoint leaves its stacked kernel missing, by name
+    broken = {k: v for k, v in sd.items() if k != "layers.1.experts.1.w1.weight"}
+    _, report = pytorch_to_flax(table, broken, target)
+    assert report.missing == ["layers_1/experts/w1"]
+    # a wrongly sized part is reported with the keys that built it
+    target["layers_0/q/kernel"] = jax.ShapeDtypeStruct((5, 3), np.float32)
+    _, report = pytorch_to_flax(table, sd, target)
+    assert [m[0] for m in report.mismatched] == ["layers.0.qkv.weight -> layers_0/q/kernel"]

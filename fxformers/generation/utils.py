@@ -448,6 +448,8 @@ def _run_program(model, program: _Program, params, input_ids, attention_mask, fi
     max_positions = s if not program.is_encoder_decoder else s
     # encoder-decoders get the resolved start token (generate(decoder_start_token_id=...) may override the config's)
     extra = {"decoder_start_token_id": program.decoder_start_token_id} if program.is_encoder_decoder else {}
+    if getattr(model, "needs_prompt_offset", False):  # models whose cache logic counts the caller's columns (Phi-3)
+        extra["prompt_offset"] = dyn["start"]
     logits, state = model.prepare_generation(params, input_ids, attention_mask, max_positions, **extra)
     state = constrain_kv_cache(state, model.mesh)  # on a mesh: cache split over batch and heads
     buffer = jnp.full((batch, s), program.pad_token_id, jnp.int32)

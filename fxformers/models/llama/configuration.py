@@ -74,6 +74,10 @@ class LlamaConfig(PretrainedConfig):
     def layer_sliding_window(self, layer: int) -> Optional[int]:
         return None
 
+    # RMSNorm over each head's head_dim on queries and keys, before rotary (Qwen3, Qwen3-MoE)
+    def qk_norm(self) -> bool:
+        return False
+
 
 class MistralConfig(LlamaConfig):
     model_type = "mistral"

@@ -8,7 +8,7 @@ sliding window of each layer), so one set of modules serves them all.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import jax.numpy as jnp
 from flax import linen as nn
@@ -43,13 +43,19 @@ class LlamaAttention(nn.Module):
         self.k_proj = dense(c, c.num_key_value_heads * h, c.qkv_bias(), self.dtype)
         self.v_proj = dense(c, c.num_key_value_heads * h, c.qkv_bias(), self.dtype)
         self.o_proj = dense(c, c.hidden_size, c.o_bias(), self.dtype)
+        if c.qk_norm():
+            self.q_norm = RMSNorm(c.rms_norm_eps, self.dtype)
+            self.k_norm = RMSNorm(c.rms_norm_eps, self.dtype)
 
     def __call__(self, x, cos, sin, key_mask, cache, cache_index, deterministic, output_attentions):
         c = self.config
         b, t, _ = x.shape
         n, k, h = c.num_attention_heads, c.num_key_value_heads, c.head_dim
-        q = apply_rotary(self.q_proj(x).reshape(b, t, n, h), cos, sin)  # [B, T, N, H]
-        key = apply_rotary(self.k_proj(x).reshape(b, t, k, h), cos, sin)  # [B, T, K, H]
+        q = self.q_proj(x).reshape(b, t, n, h)  # [B, T, N, H]
+        key = self.k_proj(x).reshape(b, t, k, h)  # [B, T, K, H]
+        if c.qk_norm():
+            q, key = self.q_norm(q), self.k_norm(key)
+        q, key = apply_rotary(q, cos, sin), apply_rotary(key, cos, sin)
         value = self.v_proj(x).reshape(b, t, k, h)  # [B, T, K, H]
         if cache is not None:
             cache = update_layer_cache(cache, key, value, cache_index)
@@ -145,13 +151,14 @@ class LlamaModule(nn.Module):
 class LlamaForCausalLMModule(nn.Module):
     config: Any
     dtype: Any = jnp.float32
+    base_module: ClassVar[type[nn.Module]] = LlamaModule  # the bare decoder (a family's variant of LlamaModule)
 
     @nn.compact
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
                  cache=None, cache_index=None, only_last_logits=False, deterministic=True, output_attentions=False,
                  output_hidden_states=False):
         c = self.config
-        out = LlamaModule(c, self.dtype, name="model")(
+        out = self.base_module(c, self.dtype, name="model")(
             input_ids, attention_mask, position_ids, inputs_embeds, cache, cache_index, deterministic,
             output_attentions, output_hidden_states,
         )
