@@ -157,6 +157,7 @@ def test_save_pretrained_round_trip_loads_in_transformers(tmp_path, checkpoints,
     assert rel_err(torch_forward(back.eval(), ids, mask).logits.numpy(), ref, mask == 1) <= 1e-6
 
 
+@pytest.mark.mesh
 @pytest.mark.parametrize("case", ["mixtral-top2-gqa-window", "qwen3moe-top1-dense-layer-window"])
 def test_partition_rules_cover_every_class_and_shard_exactly(checkpoints, case):
     tm, folder = checkpoints(case)

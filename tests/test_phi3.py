@@ -167,6 +167,7 @@ def test_save_pretrained_round_trip_fuses_the_projections(tmp_path, checkpoints,
     assert rel_err(torch_forward(back.eval(), ids, mask).logits.numpy(), ref, mask == 1) <= 1e-6
 
 
+@pytest.mark.mesh
 def test_partition_rules_cover_every_class_and_shard_exactly(checkpoints):
     tm, folder = checkpoints("longrope-long")
     fm = fxformers.AutoModelForCausalLM.from_pretrained(folder)
