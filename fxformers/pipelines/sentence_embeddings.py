@@ -138,7 +138,10 @@ class SentenceEmbedder:
             config.max_seq_length = max_seq_length
         if config.max_seq_length is None:
             limit = self.pipe.tokenizer.model_max_length
-            config.max_seq_length = min(limit, self.pipe.max_length() or limit)
+            # a model with no hard limit (relative positions) truncates at max_position_embeddings, as
+            # sentence-transformers does; never at the tokenizer's "unbounded" sentinel
+            model_limit = self.pipe.max_length() or getattr(self.pipe.model.config, "max_position_embeddings", None)
+            config.max_seq_length = min(limit, model_limit or limit)
         self.config = config
         self.batch_size = batch_size
 
