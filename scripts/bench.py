@@ -288,6 +288,30 @@ def load_bert_base(device) -> EncoderPair:
     return EncoderPair("BERT-base shapes, sequence classification (random init)", fx, pt.to(device), "logits")
 
 
+def _random_base_pair(name: str, prefix: str, config_kwargs: dict, device) -> EncoderPair:
+    """A random-init base-size encoder of one family in both frameworks (same weights), last_hidden_state."""
+    import torch
+    import transformers
+
+    import fxformers
+
+    torch.manual_seed(0)
+    config = getattr(transformers, prefix + "Config")(**config_kwargs)
+    pt = getattr(transformers, prefix + "Model")(config).eval()
+    state = {k: v.detach().numpy() for k, v in pt.state_dict().items()}
+    fx_cls = getattr(fxformers, prefix + "Model")
+    fx = fx_cls.from_state_dict(state, fx_cls.config_class.from_dict(config.to_dict()), source=f"a random {name}")
+    return EncoderPair(f"{name} shapes, base model (random init)", fx, pt.to(device), "last_hidden_state")
+
+
+def load_mpnet_base(device) -> EncoderPair:
+    return _random_base_pair("MPNet-base", "MPNet", {}, device)  # defaults: all-mpnet-base-v2's 12 x 768
+
+
+def load_modernbert_base(device) -> EncoderPair:
+    return _random_base_pair("ModernBERT-base", "ModernBert", {}, device)  # defaults: 22 x 768, windows of 128
+
+
 def encoder_gflop(config, batch: int, length: int) -> float:
     """Forward-pass GFLOP of a BERT-style encoder (dense layers + attention; embeddings and heads are negligible)."""
     d, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
@@ -479,17 +503,21 @@ def run_encoder_section(args, log, save_partial=lambda section: None) -> dict:
         "bert_base": dict(latency_seqs=args.latency_seqs, latency_reps=args.bert_latency_reps, batch=args.bert_batch,
                           seq=args.seq, throughput_reps=args.throughput_reps),
     }
+    for extra in ("mpnet_base", "modernbert_base"):  # opt-in rows (--models ...,mpnet_base,modernbert_base)
+        sizes[extra] = dict(sizes["bert_base"], memory=False)
     section = {"torch_device": str(device), "torch_threads": torch.get_num_threads(), "sizes": sizes, "results": {}}
     if device.type == "cpu":
         section["gemm_peak"] = gemm_peak(log)
-    for key, loader in (("minilm", load_minilm), ("bert_base", load_bert_base)):
+    for key, loader in (("minilm", load_minilm), ("bert_base", load_bert_base), ("mpnet_base", load_mpnet_base),
+                        ("modernbert_base", load_modernbert_base)):
         if key not in args.models:
             continue
         pair = loader(device)
         for dtype in args.dtypes:
             if dtype != "float32":
                 pair.astype(dtype)
-            sizes[key]["memory"] = memory if memory is not None else dtype == "float32"
+            if key in ("minilm", "bert_base"):  # the memory probe knows these two
+                sizes[key]["memory"] = memory if memory is not None else dtype == "float32"
             section["results"][f"{key}.{dtype}"] = bench_encoder(pair, key, dtype, sizes[key], log)
             save_partial(section)
         del pair
