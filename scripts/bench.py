@@ -324,6 +324,8 @@ ENCODER_LOADERS.update(
                                         pos_att_type="p2c|c2p", position_buckets=256, max_relative_positions=-1,
                                         norm_rel_ebd="layer_norm", share_att_key=True, position_biased_input=False,
                                         type_vocab_size=0),
+    mpnet_base=load_random_encoder("MPNet", "MPNet-base"),  # defaults: all-mpnet-base-v2's 12 x 768
+    modernbert_base=load_random_encoder("ModernBert", "ModernBERT-base"),  # defaults: 22 x 768, windows of 128
 )
 
 
@@ -518,6 +520,8 @@ def run_encoder_section(args, log, save_partial=lambda section: None) -> dict:
         "bert_base": dict(latency_seqs=args.latency_seqs, latency_reps=args.bert_latency_reps, batch=args.bert_batch,
                           seq=args.seq, throughput_reps=args.throughput_reps),
     }
+    for extra in ("mpnet_base", "modernbert_base"):  # opt-in rows (--models ...,mpnet_base,modernbert_base)
+        sizes[extra] = dict(sizes["bert_base"], memory=False)
     section = {"torch_device": str(device), "torch_threads": torch.get_num_threads(), "sizes": sizes, "results": {}}
     if device.type == "cpu":
         section["gemm_peak"] = gemm_peak(log)
@@ -529,7 +533,8 @@ def run_encoder_section(args, log, save_partial=lambda section: None) -> dict:
         for dtype in args.dtypes:
             if dtype != "float32":
                 pair.astype(dtype)
-            sizes[key]["memory"] = memory if memory is not None else dtype == "float32"
+            if key in ("minilm", "bert_base"):  # the memory probe knows these two
+                sizes[key]["memory"] = memory if memory is not None else dtype == "float32"
             section["results"][f"{key}.{dtype}"] = bench_encoder(pair, key, dtype, sizes[key], log)
             save_partial(section)
         del pair
