@@ -30,9 +30,11 @@ from ..ops.bucketing import bucket_length
 from ..random import next_key
 from ..sharding import constrain_kv_cache, place_batch
 from . import processors as P
+from . import stop_strings as stops
 from . import streamers
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig
-from .outputs import GenerateDecoderOnlyOutput, GenerateEncoderDecoderOutput
+from .outputs import (GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput, GenerateDecoderOnlyOutput,
+                      GenerateEncoderDecoderOutput)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ _UNSUPPORTED = {  # field -> value meaning "off"; anything else is rejected rath
     "encoder_repetition_penalty": 1.0,
     "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None,
     "guidance_scale": None, "penalty_alpha": None, "dola_layers": None, "diversity_penalty": None,
-    "num_beam_groups": None, "constraints": None, "force_words_ids": None, "stop_strings": None,
+    "num_beam_groups": None, "constraints": None, "force_words_ids": None,
     "output_attentions": None, "output_hidden_states": None, "max_time": None,
 }
 
@@ -79,6 +81,8 @@ class _Program:
     stream: bool = False  # call streamers.emit with each step's tokens (generate(streamer=...))
     output_scores: bool = False  # keep each step's processed scores [R, V] (return_dict_in_generate)
     output_logits: bool = False  # keep each step's raw logits [R, V]
+    beam_indices: bool = False  # beam search: track each token's source beam (return_dict_in_generate)
+    stop_strings: Optional[stops.StopStringSpec] = None  # its table is dyn["stop_table"]
 
 
 class GenerationMixin:
@@ -131,6 +135,7 @@ class GenerationMixin:
         ``pad_token_id`` after a row's EOS) and [B * num_return_sequences, 1 + new] for encoder-decoders.
         """
         streamer = kwargs.pop("streamer", None)
+        tokenizer = kwargs.pop("tokenizer", None)  # needed by stop_strings only, as in Transformers
         gc = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
         unused = gc.update(**kwargs)
         if unused:
@@ -192,6 +197,12 @@ class GenerationMixin:
         min_length = gc.min_new_tokens + decoder_prompt_len if gc.min_new_tokens is not None else gc.min_length
         max_new = max_length - decoder_prompt_len
         self._check_settings(gc, max_new, prompt_len, max_length)
+        stop_table, stop_spec = None, None
+        if gc.stop_strings is not None:
+            if tokenizer is None:
+                raise ValueError("generate(stop_strings=...) needs the model's tokenizer to match them: pass "
+                                 "tokenizer=tokenizer to generate().")
+            stop_table, stop_spec = stops.build(tokenizer, gc.stop_strings)
         decoder_start = None
         if encoder_decoder:
             decoder_start = gc.decoder_start_token_id
@@ -274,18 +285,19 @@ class GenerationMixin:
             buffer_length=buffer_length, stream=streamer is not None,
             output_scores=bool(gc.return_dict_in_generate and gc.output_scores),
             output_logits=bool(gc.return_dict_in_generate and gc.output_logits),
+            beam_indices=bool(gc.return_dict_in_generate) and strategy == "beam",
+            stop_strings=stop_spec,
         )
         dyn = {
             "start": start, "prompt_end": prompt_end, "prompt_length": decoder_prompt_len, "max_length": max_length,
             "min_length": min_length, "min_new_tokens": gc.min_new_tokens or 0, "max_new": max_new,
             "begin_index": decoder_prompt_len if (decoder_prompt_len > 1 or gc.forced_bos_token_id is None) else decoder_prompt_len + 1,
         }
+        if stop_table is not None:
+            dyn["stop_table"] = stop_table
         dyn = {k: jnp.asarray(v, jnp.int32) for k, v in dyn.items()}
         key = prng_key if prng_key is not None else (next_key() if gc.do_sample else jax.random.PRNGKey(0))
         run = self._generation_program(program)
-        if (program.output_scores or program.output_logits) and strategy == "beam":
-            raise NotImplementedError("output_scores/output_logits are implemented for greedy search and sampling, "
-                                      "not beam search (no sequences_scores/beam_indices yet); use num_beams=1.")
         batch_inputs = {"ids": ids_in, "mask": mask_in, "first": first_token}
         if self.mesh is not None:  # rows split over the mesh's batch axes, as the cache is
             batch_inputs = place_batch({k: np.asarray(v) for k, v in batch_inputs.items()}, self.mesh)
@@ -308,13 +320,24 @@ class GenerationMixin:
         return self._generate_output(gc, sequences, recorded, int(end) - prompt_end, encoder_decoder)
 
     @staticmethod
-    def _generate_output(gc: GenerationConfig, sequences: jax.Array, recorded: dict, steps: int, encoder_decoder: bool):
-        """The sequences, or (``return_dict_in_generate``) Transformers' output object with per-step scores."""
+    def _generate_output(gc: GenerationConfig, sequences: jax.Array, recorded: dict, generated: int,
+                         encoder_decoder: bool):
+        """The sequences, or (``return_dict_in_generate``) Transformers' output object with per-step scores.
+
+        ``generated``: new tokens in ``sequences``. Beam search also records ``steps`` (loop iterations, one score
+        tensor each; a finished hypothesis can be shorter), ``beam_indices`` and ``sequences_scores``."""
         if not gc.return_dict_in_generate:
             return sequences
-        per_step = {name: tuple(values[:, i] for i in range(steps)) for name, values in recorded.items()}
-        cls = GenerateEncoderDecoderOutput if encoder_decoder else GenerateDecoderOnlyOutput
-        return cls(sequences=sequences, scores=per_step.get("scores"), logits=per_step.get("logits"))
+        steps = int(recorded["steps"]) if "steps" in recorded else generated
+        per_step = {name: tuple(recorded[name][:, i] for i in range(steps)) for name in ("scores", "logits")
+                    if name in recorded}
+        if "beam_indices" not in recorded:
+            cls = GenerateEncoderDecoderOutput if encoder_decoder else GenerateDecoderOnlyOutput
+            return cls(sequences=sequences, scores=per_step.get("scores"), logits=per_step.get("logits"))
+        cls = GenerateBeamEncoderDecoderOutput if encoder_decoder else GenerateBeamDecoderOnlyOutput
+        return cls(sequences=sequences, sequences_scores=recorded.get("sequences_scores"),
+                   scores=per_step.get("scores"), logits=per_step.get("logits"),
+                   beam_indices=recorded["beam_indices"][:, :generated])
 
     def compute_transition_scores(self, sequences: Any, scores: tuple, beam_indices: Any = None,
                                   normalize_logits: bool = False) -> np.ndarray:
@@ -463,9 +486,9 @@ def _run_program(model, program: _Program, params, input_ids, attention_mask, fi
         logits, state, buffer, first_token = repeat(logits), jax.tree_util.tree_map(repeat, state), repeat(buffer), repeat(first_token)
         state = constrain_kv_cache(state, model.mesh)
     process = P.build(program.processors)
-    if program.strategy == "beam":
-        return (*_beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch), {})
     new_cap = s - (1 if program.is_encoder_decoder else t_in)  # the most steps the loop can take
+    if program.strategy == "beam":
+        return _beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch, new_cap)
     return _sample_or_greedy(model, program, process, params, logits, state, buffer, first_token, dyn, key, new_cap)
 
 
@@ -498,6 +521,8 @@ def _sample_or_greedy(model, program, process, params, logits, state, buffer, fi
             io_callback(streamers.emit, None, tokens, dyn["stream_id"], ordered=True)
         if program.eos_token_ids:
             unfinished = unfinished & ~jnp.any(tokens[:, None] == eos[None, :], axis=-1)
+        if program.stop_strings is not None:
+            unfinished = unfinished & ~_stop_string_hits(program, buffer, pos, dyn)
         pos = pos + 1
         go_on = (pos < end_limit) & jnp.any(unfinished)
         logits, state = jax.lax.cond(
@@ -511,8 +536,19 @@ def _sample_or_greedy(model, program, process, params, logits, state, buffer, fi
     return buffer, pos, recorded
 
 
-def _beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch):
-    """Transformers' vectorised beam search (``GenerationMixin._beam_search``), step for step."""
+def _stop_string_hits(program: _Program, sequences: jax.Array, pos: jax.Array, dyn: dict) -> jax.Array:
+    """[R] bool: the text of ``sequences`` [R, S] up to column ``pos`` ends with a stop string."""
+    spec, table = program.stop_strings, dyn["stop_table"]
+    first = 0 if program.is_encoder_decoder else dyn["start"]  # decoder-only: columns before start are filler
+    flipped = stops.last_tokens(sequences, pos, first, spec.window, table.shape[0] - 1)
+    return stops.hits(table, spec, flipped)
+
+
+def _beam_search(model, program, process, params, logits, state, buffer, first_token, dyn, key, batch, new_cap):
+    """Transformers' vectorised beam search (``GenerationMixin._beam_search``), step for step.
+
+    With ``return_dict_in_generate`` it also carries ``extra``: per-step processed log-probs / raw logits
+    [R, new, V] and the source beam of each token of the running and finished hypotheses [B, nb, new] (-1 = none)."""
     nb = program.expand
     s = buffer.shape[1]
     v = logits.shape[-1]
@@ -524,6 +560,7 @@ def _beam_search(model, program, process, params, logits, state, buffer, first_t
     lp, early = program.length_penalty, program.early_stopping
     top_num_beam_mask = jnp.arange(keep) < nb
     neg = jnp.float32(-1.0e9)
+    zero = jnp.zeros((), jnp.int32)
 
     running = buffer.reshape(batch, nb, s)
     cols = jnp.arange(s)
@@ -537,10 +574,16 @@ def _beam_search(model, program, process, params, logits, state, buffer, first_t
     gather = lambda a, idx: jnp.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)), axis=1)
 
     def body(carry):
-        pos, running, running_scores, sequences, beam_scores, finished_len, is_finished, heuristic, logits, state, key, _ = carry
+        pos, running, running_scores, sequences, beam_scores, finished_len, is_finished, heuristic, logits, state, key, extra, _ = carry
         flat_running = running.reshape(batch * nb, s)
         view = P.SequenceView(flat_running, start, pos, first_token)
         log_probs = process(jax.nn.log_softmax(logits, axis=-1), view, dyn)
+        step_index = pos - prompt_end
+        extra = dict(extra)
+        for name, value in (("scores", log_probs), ("logits", logits)):
+            if name in extra:  # [R, new, V]: this step's slot
+                extra[name] = jax.lax.dynamic_update_slice_in_dim(extra[name], value[:, None].astype(jnp.float32),
+                                                                  step_index, axis=1)
         log_probs = (log_probs.reshape(batch, nb, v) + running_scores[:, :, None]).reshape(batch, nb * v)
         if program.processors.do_sample:
             key, sub = jax.random.split(key)
@@ -554,13 +597,21 @@ def _beam_search(model, program, process, params, logits, state, buffer, first_t
         topk_sequences = jax.lax.dynamic_update_slice(
             topk_sequences, topk_ids[:, :, None], (jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), pos)
         )
+        if "beam_indices" in extra:  # the candidates' source beams, the new token's one numbered over the batch
+            topk_bi = gather(extra["running_beam_indices"], topk_beam)  # [B, K, new]
+            flat_beam = (topk_beam + jnp.arange(batch)[:, None] * nb).astype(jnp.int32)
+            topk_bi = jax.lax.dynamic_update_slice(topk_bi, flat_beam[:, :, None], (zero, zero, step_index))
         hits = (pos + 1 - start >= max_length) | jnp.any(topk_ids[:, :, None] == eos[None, None, :], axis=-1)  # [B, K]
+        if program.stop_strings is not None:
+            hits = hits | _stop_string_hits(program, topk_sequences.reshape(batch * keep, s), pos, dyn).reshape(batch, keep)
 
         # running beams for the next step
         masked = topk_log_probs + hits.astype(jnp.float32) * neg
         next_idx = jax.lax.top_k(masked, nb)[1]  # [B, nb]
         new_running = gather(topk_sequences, next_idx)
         new_running_scores = jnp.take_along_axis(masked, next_idx, axis=1)
+        if "beam_indices" in extra:
+            extra["running_beam_indices"] = gather(topk_bi, next_idx)
         source_beam = jnp.take_along_axis(topk_beam, next_idx, axis=1) + jnp.arange(batch)[:, None] * nb  # [B, nb]
 
         # finished hypotheses
@@ -579,6 +630,8 @@ def _beam_search(model, program, process, params, logits, state, buffer, first_t
         beam_scores = jnp.take_along_axis(merged_scores, top, axis=1)
         finished_len = jnp.take_along_axis(merged_len, top, axis=1)
         is_finished = jnp.take_along_axis(merged_fin, top, axis=1)
+        if "beam_indices" in extra:
+            extra["beam_indices"] = gather(jnp.concatenate([extra["beam_indices"], topk_bi], axis=1), top)
 
         pos = pos + 1
         # early-stop heuristic (Transformers' _check_early_stop_heuristic)
@@ -598,13 +651,28 @@ def _beam_search(model, program, process, params, logits, state, buffer, first_t
 
         logits, state = jax.lax.cond(go_on, advance, lambda st: (logits, st), state)
         return (pos, new_running, new_running_scores, sequences, beam_scores, finished_len, is_finished, heuristic,
-                logits, state, key, go_on)
+                logits, state, key, extra, go_on)
 
+    extra = {}
+    rows = batch * nb
+    if program.output_scores:
+        extra["scores"] = jnp.zeros((rows, new_cap, v), jnp.float32)  # [R, new, V]
+    if program.output_logits:
+        extra["logits"] = jnp.zeros((rows, new_cap, v), jnp.float32)
+    if program.beam_indices:
+        extra["running_beam_indices"] = extra["beam_indices"] = jnp.full((batch, nb, new_cap), -1, jnp.int32)
     carry = (prompt_end, running, running_scores, sequences, beam_scores, finished_len, is_finished, heuristic,
-             logits, state, key, jnp.asarray(True))
+             logits, state, key, extra, jnp.asarray(True))
     out = jax.lax.while_loop(lambda c: c[-1], body, carry)
-    sequences, finished_len = out[3], out[5]
+    pos, sequences, beam_scores, finished_len, extra = out[0], out[3], out[4], out[5], out[11]
     nrs = program.num_return_sequences
     sequences = sequences[:, :nrs].reshape(batch * nrs, s)
     end = prompt_end + jnp.max(finished_len[:, :nrs])
-    return sequences, end
+    recorded = {}
+    if program.beam_indices:
+        recorded = {name: extra[name] for name in ("scores", "logits") if name in extra}
+        recorded["steps"] = pos - prompt_end
+        recorded["beam_indices"] = extra["beam_indices"][:, :nrs].reshape(batch * nrs, new_cap)
+        if program.output_scores:
+            recorded["sequences_scores"] = beam_scores[:, :nrs].reshape(batch * nrs)
+    return sequences, end, recorded
