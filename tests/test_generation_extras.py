@@ -179,3 +179,14 @@ def test_stop_strings_equal_transformers(gpt2_with_tokenizer, num_beams):
         assert got[0, -1] == 0  # row 0 stopped: pads after it
     with pytest.raises(ValueError, match="tokenizer"):
         model.generate(prompts, stop_strings=stop, **kw)
+
+
+def test_group_beam_search_neutral_values_run_and_real_groups_raise(gpt2_dir):
+    """Legacy configs carry num_beam_groups=1, diversity_penalty=0.0 (plain beam search); real groups are rejected."""
+    model = fxformers.AutoModelForCausalLM.from_pretrained(gpt2_dir)
+    prompt = np.array([[3, 4, 5, 6]])
+    kw = dict(max_new_tokens=3, num_beams=2, pad_token_id=0)
+    np.testing.assert_array_equal(model.generate(prompt, num_beam_groups=1, diversity_penalty=0.0, **kw),
+                                  model.generate(prompt, **kw))
+    with pytest.raises(NotImplementedError, match="group beam search"):
+        model.generate(prompt, num_beam_groups=2, diversity_penalty=0.5, **kw)

@@ -47,8 +47,8 @@ NEW_TOKENS_MULTIPLE = 8
 _UNSUPPORTED = {  # field -> value meaning "off"; anything else is rejected rather than silently ignored
     "encoder_repetition_penalty": 1.0,
     "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None,
-    "guidance_scale": None, "penalty_alpha": None, "dola_layers": None, "diversity_penalty": None,
-    "num_beam_groups": None, "constraints": None, "force_words_ids": None,
+    "guidance_scale": None, "penalty_alpha": None, "dola_layers": None,
+    "diversity_penalty": 0.0, "num_beam_groups": 1,  # legacy configs carry these neutral values: plain beam search "constraints": None, "force_words_ids": None,
     "output_attentions": None, "output_hidden_states": None, "max_time": None,
 }
 
@@ -408,7 +408,9 @@ class GenerationMixin:
         for name, off in _UNSUPPORTED.items():
             value = getattr(gc, name, None)
             if value is not None and value is not False and value != off:
-                raise NotImplementedError(f"generate() does not support {name}={value!r}; unset it.")
+                hint = (" (group beam search: Transformers 5 moved it out of the library, to the Hub's "
+                        "transformers-community/group-beam-search)" if name in ("num_beam_groups", "diversity_penalty") else "")
+                raise NotImplementedError(f"generate() does not support {name}={value!r}{hint}; unset it.")
         if max_new <= 0:
             raise ValueError(
                 f"The prompt has {prompt_len} tokens and max_length is {max_length}: nothing is left to generate. "
