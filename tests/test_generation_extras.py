@@ -127,22 +127,31 @@ TRAIN = ["the cat sat on the mat while the dog barked at the mailman",
          "hello world, once upon a time there was a small model"] * 3
 
 
-@pytest.fixture(scope="module")
-def gpt2_with_tokenizer(tmp_path_factory):
-    """A byte-level BPE tokenizer trained here and a random GPT-2 over its vocabulary (sharp logits, varied text)."""
+@pytest.fixture(scope="module", params=["byte_level", "metaspace"])
+def gpt2_with_tokenizer(tmp_path_factory, request):
+    """A tokenizer trained here (byte-level BPE: matched as bytes; Unigram with Metaspace "▁": matched as text) and
+    a random GPT-2 over its vocabulary (sharp logits, varied text)."""
     import json
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     folder = tmp_path_factory.mktemp("gpt2-stop-strings")
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    tk.train_from_iterator(TRAIN, trainers.BpeTrainer(vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"],
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if request.param == "byte_level":
+        tk = Tokenizer(models.BPE())
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tk.decoder = decoders.ByteLevel()
+        tk.train_from_iterator(TRAIN, trainers.BpeTrainer(
+            vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    else:
+        tk = Tokenizer(models.Unigram())
+        tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        tk.train_from_iterator(TRAIN + ["abcdef ghijklmnopqrstuvwxyz"], trainers.UnigramTrainer(vocab_size=120, special_tokens=["<|endoftext|>"],
+                                                              unk_token="<|endoftext|>"))
     tk.save(str(folder / "tokenizer.json"))
     (folder / "tokenizer_config.json").write_text(json.dumps(dict(
-        tokenizer_class="GPT2Tokenizer", bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>", add_prefix_space=False)))
+        tokenizer_class="PreTrainedTokenizerFast", bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>")))
     torch.manual_seed(3)
     transformers.GPT2LMHeadModel(transformers.GPT2Config(
         vocab_size=tk.get_vocab_size(), n_embd=16, n_layer=1, n_head=2, n_positions=64, bos_token_id=0,
@@ -190,3 +199,34 @@ def test_group_beam_search_neutral_values_run_and_real_groups_raise(gpt2_dir):
                                   model.generate(prompt, **kw))
     with pytest.raises(NotImplementedError, match="group beam search"):
         model.generate(prompt, num_beam_groups=2, diversity_penalty=0.5, **kw)
+
+
+def test_encoder_decoder_beam_scores_equal_transformers(tmp_path_factory):
+    """BART (forced BOS/EOS processors, decoder start column): GenerateBeamEncoderDecoderOutput field for field."""
+    folder = tmp_path_factory.mktemp("bart-beam-scores")
+    torch.manual_seed(2)
+    ref = transformers.BartForConditionalGeneration(transformers.BartConfig(
+        vocab_size=70, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32)).eval()
+    with torch.no_grad():
+        ref.model.shared.weight.mul_(8.0)  # varied continuations
+    ref.save_pretrained(folder)
+    model = fxformers.AutoModelForSeq2SeqLM.from_pretrained(folder)
+    ids = np.array([[0, 5, 9, 13, 2], [0, 7, 2, 1, 1]])
+    mask = (ids != 1).astype(np.int64)
+    kw = dict(max_new_tokens=6, num_beams=3, num_return_sequences=2, return_dict_in_generate=True,
+              output_scores=True, output_logits=True)
+    out = model.generate(ids, attention_mask=mask, **kw)
+    with torch.no_grad():
+        expected = ref.generate(torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False, **kw)
+    assert type(out).__name__ == type(expected).__name__ == "GenerateBeamEncoderDecoderOutput"
+    np.testing.assert_array_equal(out.sequences, expected.sequences.numpy())
+    np.testing.assert_array_equal(out.beam_indices, expected.beam_indices.numpy())
+    np.testing.assert_allclose(out.sequences_scores, expected.sequences_scores.numpy(), rtol=1e-5, atol=1e-5)
+    assert len(out.scores) == len(expected.scores)
+    for ours, theirs in zip(out.scores + out.logits, expected.scores + expected.logits):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        model.compute_transition_scores(out.sequences, out.scores, out.beam_indices, normalize_logits=True),
+        ref.compute_transition_scores(expected.sequences, expected.scores, expected.beam_indices,
+                                      normalize_logits=True).numpy(), rtol=1e-5, atol=1e-4)
