@@ -92,7 +92,8 @@ _SIZE_LIMITS = {
 }
 _TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "decoder_start_token_id",
                     "forced_bos_token_id", "forced_eos_token_id")
-_FLOAT_SUFFIXES = ("dropout", "_prob", "pdrop", "_eps", "epsilon", "initializer_range", "init_std")
+# (not "_prob" alone: norm_topk_prob is a boolean)
+_FLOAT_SUFFIXES = ("dropout", "dropout_prob", "pdrop", "_eps", "epsilon", "initializer_range", "init_std")
 
 
 def _is_int(value: Any) -> bool:

@@ -27,5 +27,5 @@ def pytest_collection_modifyitems(config, items):
 
     skip = pytest.mark.skip(reason="needs 8 devices: run in a subprocess by tests/test_mesh_runner.py")
     for item in items:
-        if "mesh" in item.keywords:
+        if item.get_closest_marker("mesh") is not None:
             item.add_marker(skip)

@@ -1,11 +1,13 @@
 """A tiny-BERT fine-tune on variable-length token sequences, run by tests/test_multihost.py in several layouts
 (2 processes x 2 devices through ``fxformers launch``, 1 process x 4 devices, single-task SLURM / MPI jobs).
 
-    python multihost_train.py OUT full              # data parallel, then fsdp=True, then a resume from step 2
+    python multihost_train.py OUT full              # data parallel, fsdp=True, a resume from step 2, then a model
+                                                    # loaded on a (data 2, model 2) mesh
+    python multihost_train.py OUT mesh              # only the (data 2, model 2) mesh run
     python multihost_train.py OUT resume CHECKPOINT # continue a data-parallel run from CHECKPOINT
 
-Writes (process 0) OUT/params-{dp,fsdp,resumed}.npz, OUT/predictions-{dp,fsdp}.npy, OUT/model-{dp,fsdp}/ and
-OUT/info.json. The global batch is 8 whatever the layout, so every layout takes the same steps.
+Writes (process 0) OUT/params-{dp,fsdp,resumed,tp}.npz, OUT/predictions-{dp,fsdp,tp}.npy, OUT/model-{dp,fsdp,tp}/
+and OUT/info.json. The global batch is 8 whatever the layout, so every layout takes the same steps.
 """
 
 import json
@@ -20,6 +22,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fxformers.convert import flatten  # noqa: E402
+from fxformers.sharding import create_mesh, gather_to_host  # noqa: E402
 from fxformers.models.bert.configuration import BertConfig  # noqa: E402
 from fxformers.models.bert.modeling import BertForSequenceClassification  # noqa: E402
 from fxformers.training import Trainer, TrainingArguments  # noqa: E402
@@ -59,12 +62,12 @@ def pad_collator(rows):
     return {"input_ids": ids, "attention_mask": mask, "labels": np.array([r["label"] for r in rows], np.int64)}
 
 
-def trainer(out, **kw):
+def trainer(out, model=None, **kw):
     args = TrainingArguments(
         output_dir=str(out), learning_rate=1e-3, per_device_train_batch_size=GLOBAL_BATCH // jax.device_count(),
         per_device_eval_batch_size=GLOBAL_BATCH // jax.device_count(), max_steps=4, warmup_steps=1,
         logging_steps=1, save_steps=2, seed=7, disable_tqdm=True, fsdp_config={"min_num_params": 64}, **kw)
-    model = BertForSequenceClassification(BertConfig(**TINY), seed=0)
+    model = BertForSequenceClassification(BertConfig(**TINY), seed=0) if model is None else model
     t = Trainer(model, args, eval_dataset=examples(13, 1), data_collator=pad_collator)
     t.train_dataset = train_examples(t)
     return t
@@ -72,13 +75,28 @@ def trainer(out, **kw):
 
 def record(t, out, name):
     """Write what the test compares; check the trained model runs on every process."""
-    logits = np.asarray(t.model(**{k: v for k, v in pad_collator(examples(3, 2)).items() if k != "labels"}).logits)
+    logits = gather_to_host(t.model(**{k: v for k, v in pad_collator(examples(3, 2)).items() if k != "labels"}).logits)
     assert logits.shape == (3, 2) and np.isfinite(logits).all()
     predictions = t.predict(examples(13, 1)).predictions  # 13 rows: the last batch is padded
     assert predictions.shape == (13, 2), predictions.shape
+    params = {k: gather_to_host(v) for k, v in flatten(t.model.params).items()}  # every process joins the gathers
     if jax.process_index() == 0:
-        np.savez(out / f"params-{name}.npz", **{k: np.asarray(v) for k, v in flatten(jax.device_get(t.model.params)).items()})
+        np.savez(out / f"params-{name}.npz", **params)
         np.save(out / f"predictions-{name}.npy", predictions)
+
+
+def train_on_mesh(out):
+    """The same initial weights loaded straight onto a (data 2, model 2) mesh over every process's devices."""
+    init = out / f"init-{jax.process_index()}"  # one folder per process: no process waits for another's
+    BertForSequenceClassification(BertConfig(**TINY), seed=0).save_pretrained(init)
+    model = BertForSequenceClassification.from_pretrained(init, mesh=create_mesh(data=2, model=2))
+    query = flatten(model.params)["bert/encoder/layer_0/attention/query/kernel"]
+    assert "model" in str(query.sharding.spec), query.sharding  # split over `model`, not replicated
+    assert query.is_fully_addressable == (jax.process_count() == 1)  # and spread over both processes' devices
+    t = trainer(out / "run-tp", model=model)
+    t.train()
+    record(t, out, "tp")
+    t.save_model(str(out / "model-tp"))
 
 
 def main():
@@ -93,6 +111,9 @@ def main():
         t = trainer(out / "run-resumed")
         t.train(resume_from_checkpoint=str(out / "run-dp" / "checkpoint-2"))
         record(t, out, "resumed")
+        train_on_mesh(out)
+    elif mode == "mesh":
+        train_on_mesh(out)
     elif mode == "resume":
         t = trainer(out / "run-resumed")
         t.train(resume_from_checkpoint=sys.argv[3])

@@ -1,6 +1,8 @@
 """The Trainer on 2 processes x 2 CPU devices (``fxformers launch``, gloo on 127.0.0.1) against 1 process x 4 devices:
-variable-length text, data parallel and FSDP, predict, save_model read by PyTorch, resume in 2 processes and in 1,
-and single-task SLURM / Open MPI environments running as plain single-process jobs.
+variable-length text, data parallel and FSDP, a model loaded onto a (data 2, model 2) mesh spanning both processes,
+predict, save_model read by PyTorch, resume in 2 processes and in 1, and single-task SLURM / Open MPI environments
+running as plain single-process jobs. (The mesh run is named "tp": a test id holding "mesh" would be skipped as an
+8-device test by conftest.py.)
 
 Every run is a subprocess in its own process group, killed with its children if it overruns.
 """
@@ -76,7 +78,7 @@ def test_layouts_ran_where_expected(runs):
     assert "[rank0]" in log and "[rank1]" in log
 
 
-@pytest.mark.parametrize("name", ["dp", "fsdp"])
+@pytest.mark.parametrize("name", ["dp", "fsdp", "tp"])
 def test_two_processes_equal_one(runs, name):
     assert_close(params(runs / "two", name), params(runs / "one", name))
     np.testing.assert_allclose(np.load(runs / "two" / f"predictions-{name}.npy"),
@@ -89,7 +91,7 @@ def test_resume_in_two_processes_and_in_one(runs):
     assert_close(params(runs / "resume", "resumed"), uninterrupted)
 
 
-@pytest.mark.parametrize("name", ["dp", "fsdp"])
+@pytest.mark.parametrize("name", ["dp", "fsdp", "tp"])
 def test_saved_model_loads_in_pytorch(runs, name):
     torch = pytest.importorskip("torch")
     from transformers import BertForSequenceClassification
@@ -108,4 +110,9 @@ def test_saved_model_loads_in_pytorch(runs, name):
     trained = Fx.from_pretrained(runs / "two" / f"model-{name}")
     from fxformers.convert import flatten
 
-    assert_close({k: np.asarray(v) for k, v in flatten(trained.params).items()}, params(runs / "two", name))
+    trained = {k: np.asarray(v) for k, v in flatten(trained.params).items()}
+    assert_close(trained, params(runs / "two", name))
+    if name == "tp":  # it trained: the weights moved from the ones it was loaded with
+        initial = {k: np.asarray(v) for k, v in flatten(Fx.from_pretrained(runs / "two" / "init-0").params).items()}
+        moved = [k for k in trained if not np.allclose(trained[k], initial[k], rtol=1e-5, atol=1e-5)]
+        assert "bert/encoder/layer_0/attention/query/kernel" in moved, moved

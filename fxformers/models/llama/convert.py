@@ -6,21 +6,34 @@ from ...sharding import COLUMN, COLUMN_BIAS, REPLICATED, ROW, VOCAB
 BUFFERS = (r"rotary_emb\.inv_freq$",)
 
 
-def base_table(config) -> ConversionTable:
-    pt, fx = "layers.{i}.", "layers_{i}/"
-    qkv, o, mlp = config.qkv_bias(), config.o_bias(), bool(config.mlp_bias)
+def attention_rules(config, pt: str = "layers.{i}.", fx: str = "layers_{i}/") -> list:
+    """One decoder layer's attention and its two norms (shared by the families built on Llama's layers), with the
+    per-head q/k norms when the config has them."""
+    qkv, o = config.qkv_bias(), config.o_bias()
     rules = (
-        embedding("embed_tokens", "embed_tokens")
-        + linear(pt + "self_attn.q_proj", fx + "self_attn/q_proj", qkv)
+        linear(pt + "self_attn.q_proj", fx + "self_attn/q_proj", qkv)
         + linear(pt + "self_attn.k_proj", fx + "self_attn/k_proj", qkv)
         + linear(pt + "self_attn.v_proj", fx + "self_attn/v_proj", qkv)
         + linear(pt + "self_attn.o_proj", fx + "self_attn/o_proj", o)
+        + [Rule(pt + "input_layernorm.weight", fx + "input_layernorm/weight"),
+           Rule(pt + "post_attention_layernorm.weight", fx + "post_attention_layernorm/weight")]
+    )
+    if config.qk_norm():
+        rules += [Rule(pt + "self_attn.q_norm.weight", fx + "self_attn/q_norm/weight"),
+                  Rule(pt + "self_attn.k_norm.weight", fx + "self_attn/k_norm/weight")]
+    return rules
+
+
+def base_table(config) -> ConversionTable:
+    pt, fx = "layers.{i}.", "layers_{i}/"
+    mlp = bool(config.mlp_bias)
+    rules = (
+        embedding("embed_tokens", "embed_tokens")
+        + attention_rules(config, pt, fx)
         + linear(pt + "mlp.gate_proj", fx + "mlp/gate_proj", mlp)
         + linear(pt + "mlp.up_proj", fx + "mlp/up_proj", mlp)
         + linear(pt + "mlp.down_proj", fx + "mlp/down_proj", mlp)
-        + [Rule(pt + "input_layernorm.weight", fx + "input_layernorm/weight"),
-           Rule(pt + "post_attention_layernorm.weight", fx + "post_attention_layernorm/weight"),
-           Rule("norm.weight", "norm/weight")]
+        + [Rule("norm.weight", "norm/weight")]
     )
     return ConversionTable(rules, BUFFERS)
 

@@ -8,27 +8,11 @@ from jax.sharding import PartitionSpec as P
 
 from ...convert import ConversionTable, Rule, embedding, linear, stacked_linears
 from ...sharding import COLUMN, COLUMN_BIAS, FSDP, MODEL, REPLICATED, ROW, VOCAB
+from ..llama.convert import BUFFERS, attention_rules
 
-BUFFERS = (r"rotary_emb\.inv_freq$",)
 # expert stacks: experts over `model` (expert parallelism), the hidden axis over `fsdp`
 EXPERTS_IN = P(MODEL, FSDP, None)  # gate_proj / up_proj [E, D, F]
 EXPERTS_OUT = P(MODEL, None, FSDP)  # down_proj [E, F, D]
-
-
-def attention_rules(config, pt: str = "layers.{i}.", fx: str = "layers_{i}/") -> list:
-    qkv, o = config.qkv_bias(), config.o_bias()
-    rules = (
-        linear(pt + "self_attn.q_proj", fx + "self_attn/q_proj", qkv)
-        + linear(pt + "self_attn.k_proj", fx + "self_attn/k_proj", qkv)
-        + linear(pt + "self_attn.v_proj", fx + "self_attn/v_proj", qkv)
-        + linear(pt + "self_attn.o_proj", fx + "self_attn/o_proj", o)
-        + [Rule(pt + "input_layernorm.weight", fx + "input_layernorm/weight"),
-           Rule(pt + "post_attention_layernorm.weight", fx + "post_attention_layernorm/weight")]
-    )
-    if config.qk_norm():
-        rules += [Rule(pt + "self_attn.q_norm.weight", fx + "self_attn/q_norm/weight"),
-                  Rule(pt + "self_attn.k_norm.weight", fx + "self_attn/k_norm/weight")]
-    return rules
 
 
 def moe_rules(config, pt_block: str, gate: str, up: str, down: str, fx: str = "layers_{i}/mlp/") -> list:

@@ -43,6 +43,9 @@ class Qwen3Config(LlamaConfig):
             if unknown:
                 raise ValueError(f"layer_types has unknown entries {unknown}; use 'full_attention' or 'sliding_attention'.")
 
+    def qk_norm(self) -> bool:
+        return True  # an RMSNorm over each query and key head (head_dim), before rotary
+
     def layer_sliding_window(self, layer: int) -> Optional[int]:
         if not self.use_sliding_window or self.sliding_window is None:
             return None

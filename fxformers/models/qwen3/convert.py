@@ -1,20 +1,12 @@
-"""Qwen3 conversion rules: the Llama key names plus the per-head q/k norms and the classifier's ``score``."""
+"""Qwen3 conversion rules: Llama's (with the per-head q/k norms ``Qwen3Config.qk_norm()`` turns on) plus the
+classifier's ``score``."""
 
-from ...convert import ConversionTable, Rule, linear
+from ...convert import ConversionTable, linear
 from ...sharding import COLUMN
 from ..llama import convert as _llama
 
-def base_table(config) -> ConversionTable:
-    pt, fx = "layers.{i}.self_attn.", "layers_{i}/self_attn/"
-    norms = [Rule(pt + "q_norm.weight", fx + "q_norm/weight"), Rule(pt + "k_norm.weight", fx + "k_norm/weight")]
-    return _llama.base_table(config) + ConversionTable(norms)
-
-
-def causal_lm_table(config) -> ConversionTable:
-    table = base_table(config).prefixed("model.", "model/")
-    if config.tie_word_embeddings:
-        return table + ConversionTable([], (r"^lm_head\.weight$",))
-    return table + ConversionTable(linear("lm_head", "lm_head", bias=False))
+base_table = _llama.base_table
+causal_lm_table = _llama.causal_lm_table
 
 
 def sequence_classification_table(config) -> ConversionTable:
