@@ -392,6 +392,11 @@ class PreTrainedModel:
             flags[name] = bool(value)
         return flags
 
+    #: Whether bucketing the token axis gives the same outputs: the padded positions are masked everywhere and every
+    #: token-aligned output is cut back by ``_slice_token_axis``. A family whose heads pool over all positions or
+    #: return other token-aligned fields sets it False.
+    bucket_safe: ClassVar[bool] = True
+
     # -- PyTorch habits: the mode, the device, the embeddings -----------------------------------------------------
     training: bool = False  # Transformers' from_pretrained returns a model in eval mode
 
@@ -451,7 +456,8 @@ class PreTrainedModel:
         explicit = self.__dict__.get("_bucket_inputs")
         if explicit is not None:
             return explicit
-        return self.supports_unpadding and os.environ.get("FXFORMERS_BUCKET_INPUTS", "1").lower() not in ("0", "false", "no", "off")
+        return self.bucket_safe and self.supports_unpadding and \
+            os.environ.get("FXFORMERS_BUCKET_INPUTS", "1").lower() not in ("0", "false", "no", "off")
 
     @bucket_inputs.setter
     def bucket_inputs(self, value: bool) -> None:

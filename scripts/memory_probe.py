@@ -7,7 +7,7 @@
     python scripts/memory_probe.py torch OUT --class BertModel                 # the same load in PyTorch transformers
 
 ``load``/``torch`` print one JSON line: the checkpoint's bytes on disk, the process's RSS before the load (after the
-imports and, for fxformers, after the JAX backend has started), the peak RSS during the load (``ru_maxrss``), and
+imports and, for fxformers, after the JAX backend has started), the peak RSS during the load (``VmHWM``), and
 ``ratio`` = (peak - before) / checkpoint bytes. ``make`` builds checkpoints without torch: the model's own shapes
 (``param_shapes``) filled with random numbers, saved by ``save_pretrained`` (so with PyTorch key names).
 """
@@ -38,7 +38,13 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    """This process's peak RSS: VmHWM, the high-water mark of its own address space. (Not ``ru_maxrss``: Linux keeps
+    that across exec, so a probe started from a large parent, e.g. a pytest worker, would report the parent's peak.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: kB on most systems
 
 
 def checkpoint_bytes(folder: Path) -> int:

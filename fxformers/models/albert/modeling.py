@@ -250,6 +250,7 @@ from .configuration import AlbertConfig  # noqa: E402
 class AlbertPreTrainedModel(BertPreTrainedModel):
     config_class = AlbertConfig
     base_model_prefix = "albert"
+    bucket_safe = False  # ForPreTraining returns prediction_logits [B, T, V], which the bucket cut does not know
     vocab_params = BertPreTrainedModel.vocab_params + ((r"^decoder/bias$", 0),)
 
     @classmethod

@@ -199,6 +199,7 @@ from .configuration import ElectraConfig  # noqa: E402
 class ElectraPreTrainedModel(BertPreTrainedModel):
     config_class = ElectraConfig
     base_model_prefix = "electra"
+    bucket_safe = False  # the discriminator's [B, T] logits and the multiple-choice summary ("mean") see every position
 
     @classmethod
     def partition_rules(cls, config):

@@ -242,10 +242,10 @@ class MarianModel(MarianPreTrainedModel):
     module_class = MarianModule
     has_base_prefix = False
 
-    def state_dict(self) -> dict:
+    def state_dict(self, lazy: bool = False) -> dict:
         """Plus the sinusoidal tables: Transformers saves them with MarianModel (and requires them back when
         loading it), though not with MarianMTModel."""
-        out = super().state_dict()
+        out = super().state_dict(lazy=lazy)
         table = sinusoidal_table(self.config.max_position_embeddings, self.config.d_model)
         out.update({f"{side}.embed_positions.weight": table.copy() for side in ("encoder", "decoder")})
         return out
