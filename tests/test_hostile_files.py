@@ -398,8 +398,9 @@ def test_hostile_sentencepiece_and_tokenizer_files(tmp_path, real_spm):
 # ------------------------------------------------------------------------------------------ 8. chat templates
 
 TEMPLATES = {  # name: (template, needle)
+    # the time or the loop-count guard stops it, whichever a machine reaches first
     "nested_range_loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-                           "longer than"),
+                           "was stopped: it "),
     "loop_output": ("{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxx{% endfor %}{% endfor %}",
                     "writes more than"),
     "string_times_1e10": ("{{ 'a' * 10**10 }}", "repeats a value"),
