@@ -131,11 +131,16 @@ def test_trainer_switches_it_on(tmp_path):
     assert jaxpr.count("checkpoint[") + jaxpr.count("remat") >= config.num_hidden_layers
 
 
-@pytest.mark.parametrize("model_type, class_name", [("xlm-roberta", "XLMRobertaForMaskedLM"),
-                                                     ("mistral", "MistralForCausalLM"), ("qwen2", "Qwen2ForCausalLM")])
+@pytest.mark.parametrize("model_type, class_name", [
+    ("xlm-roberta", "XLMRobertaForMaskedLM"), ("mistral", "MistralForCausalLM"), ("qwen2", "Qwen2ForCausalLM"),
+    ("qwen3", "Qwen3ForCausalLM"), ("gemma", "GemmaForCausalLM"), ("gemma2", "Gemma2ForCausalLM"),
+    ("gemma3_text", "Gemma3ForCausalLM"), ("mixtral", "MixtralForCausalLM"), ("qwen3_moe", "Qwen3MoeForCausalLM"),
+    ("phi3", "Phi3ForCausalLM"),
+])
 def test_every_family_builds_its_layers_through_maybe_remat(model_type, class_name):
-    """The families that share another's modules get checkpointed layers too (traced, not compiled)."""
-    kwargs = dict(ENCODER, max_position_embeddings=520) if model_type == "xlm-roberta" else DECODER_2
+    """The families that share another's modules, or build their own decoder stacks, get checkpointed layers too
+    (traced, not compiled)."""
+    kwargs = dict(ENCODER, max_position_embeddings=520) if model_type == "xlm-roberta" else dict(DECODER_2, head_dim=8)
     model = _load(model_type, class_name)(AutoConfig.for_model(model_type, **kwargs), seed=0)
     model.gradient_checkpointing_enable()
     ids = jnp.ones((1, 16), jnp.int32)

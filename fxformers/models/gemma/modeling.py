@@ -17,6 +17,7 @@ from flax import linen as nn
 from ...generation.decoder_only import DecoderOnlyGenerationMixin
 from ...losses import sequence_classification_loss, shifted_lm_loss
 from ...ops.norms import OffsetRMSNorm
+from ...ops.remat import maybe_remat
 from ...outputs import CausalLMOutputWithPast, SequenceClassifierOutputWithPast
 from ..gpt2.modeling import pool_last_non_pad
 from ..llama.modeling import LlamaAttention, LlamaDecoderLayer, LlamaMLP, LlamaModule, LlamaPreTrainedModel, dense
@@ -56,7 +57,7 @@ class GemmaModule(LlamaModule):
     def setup(self):
         c = self.config
         self.embed_tokens = scaled_embed(c, self.dtype)
-        self.layers = [GemmaDecoderLayer(c, i, self.dtype) for i in range(c.num_hidden_layers)]
+        self.layers = [maybe_remat(GemmaDecoderLayer, c)(c, i, self.dtype) for i in range(c.num_hidden_layers)]
         self.norm = OffsetRMSNorm(c.rms_norm_eps, self.dtype)
 
 

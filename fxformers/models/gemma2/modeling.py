@@ -19,6 +19,7 @@ from ...ops.attention import dot_product_attention
 from ...ops.kv_cache import decoder_mask, update_layer_cache
 from ...ops.norms import OffsetRMSNorm
 from ...ops.rotary import apply_rotary, cos_sin, rotary_dim
+from ...ops.remat import maybe_remat
 from ...outputs import BaseModelOutputWithPast
 from ..gemma.modeling import (GemmaForCausalLM, GemmaForCausalLMModule, GemmaForSequenceClassification,
                               GemmaForSequenceClassificationModule, GemmaModel, scaled_embed)
@@ -110,7 +111,7 @@ class Gemma2Module(nn.Module):
     def setup(self):
         c = self.config
         self.embed_tokens = scaled_embed(c, self.dtype)
-        self.layers = [self.layer_class(c, i, self.dtype) for i in range(c.num_hidden_layers)]
+        self.layers = [maybe_remat(self.layer_class, c)(c, i, self.dtype) for i in range(c.num_hidden_layers)]
         self.norm = OffsetRMSNorm(c.rms_norm_eps, self.dtype)
 
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, cache=None,

@@ -25,6 +25,7 @@ from ...ops.activations import get_activation
 from ...ops.moe import combine_weights, experts_feed_forward, load_balancing_loss, top_k_routing
 from ...ops.norms import RMSNorm
 from ...ops.rotary import cos_sin, rotary_dim
+from ...ops.remat import maybe_remat
 from ...outputs import MoeCausalLMOutputWithPast, MoeModelOutputWithPast
 from ..decoder_heads import DecoderForSequenceClassificationModule, SequenceClassificationMixin
 from ..llama.modeling import LlamaAttention, LlamaMLP, dense
@@ -107,7 +108,7 @@ class MoeModule(nn.Module):
         self.embed_tokens = nn.Embed(
             c.vocab_size, c.hidden_size, dtype=self.dtype, embedding_init=nn.initializers.normal(c.initializer_range)
         )
-        self.layers = [MoeDecoderLayer(c, i, self.dtype) for i in range(c.num_hidden_layers)]
+        self.layers = [maybe_remat(MoeDecoderLayer, c)(c, i, self.dtype) for i in range(c.num_hidden_layers)]
         self.norm = RMSNorm(c.rms_norm_eps, self.dtype)
 
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, cache=None,

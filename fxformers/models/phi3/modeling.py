@@ -21,6 +21,7 @@ from ...generation.decoder_only import DecoderOnlyGenerationMixin
 from ...ops.kv_cache import positions_from_mask
 from ...ops.norms import RMSNorm
 from ...ops.rotary import rope_parameters
+from ...ops.remat import maybe_remat
 from ..decoder_heads import DecoderForSequenceClassificationModule, SequenceClassificationMixin
 from ..llama.modeling import LlamaDecoderLayer, LlamaForCausalLMModule, LlamaModule, LlamaPreTrainedModel
 from . import convert as _convert
@@ -48,7 +49,7 @@ class Phi3Module(LlamaModule):
         self.embed_tokens = nn.Embed(
             c.vocab_size, c.hidden_size, dtype=self.dtype, embedding_init=nn.initializers.normal(c.initializer_range)
         )
-        self.layers = [Phi3DecoderLayer(c, i, self.dtype) for i in range(c.num_hidden_layers)]
+        self.layers = [maybe_remat(Phi3DecoderLayer, c)(c, i, self.dtype) for i in range(c.num_hidden_layers)]
         self.norm = RMSNorm(c.rms_norm_eps, self.dtype)
 
 
